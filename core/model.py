@@ -1,0 +1,268 @@
+"""Build the recipe's classifier; save and load it with its model card.
+
+The model is one flat functional graph: ResNet50's layers keep their Keras
+names (``conv5_block3_out`` ...), and the head hangs off ``base.output``:
+
+    max_pool (GlobalMaxPooling2D) -> head_dense (Dense 512, relu)
+    -> head_bn (BatchNormalization) -> head_dropout (Dropout 0.5)
+    -> logit (Dense 1) -> tumour_probability (sigmoid)
+
+The logit has a layer of its own so explanations can score on it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from core.crop import crop_brain
+from core.preprocess import INPUT_SIZE, to_model_input
+
+STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
+LOGIT_LAYER = "logit"
+OUTPUT_LAYER = "tumour_probability"
+LAST_CONV_LAYER = "conv5_block3_out"
+MODEL_FILE = "model.keras"
+CARD_FILE = "model_card.json"
+#: The model shipped with the repository, used when no path is given.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "brain-mri-resnet50"
+
+_OFFLINE_HELP = (
+    "Offline options: build_model(weights=None) for random initialisation, or "
+    "build_model(weights='/path/to/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'), "
+    "or place that file in ~/.keras/models/ so Keras finds it without downloading."
+)
+
+
+def _stage_of(layer_name: str) -> str:
+    """The recipe stage a layer belongs to ('pool1_*' belongs to conv1)."""
+    if layer_name.startswith("pool1"):
+        return "conv1"
+    for stage in STAGES[:-1]:
+        if layer_name.startswith(stage + "_"):
+            return stage
+    return "head"
+
+
+def _check_build_args(weights: Any, trainable_from: str | None, input_size: int) -> None:
+    if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
+        raise ValueError(
+            "weights must be 'imagenet', None or a path to a weights file. "
+            f"Received: weights={weights!r}"
+        )
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise FileNotFoundError(f"No weights file at {str(weights)!r}. {_OFFLINE_HELP}")
+    if trainable_from is not None and trainable_from not in STAGES:
+        raise ValueError(
+            f"trainable_from must be one of {', '.join(STAGES)}. Received: trainable_from={trainable_from!r}"
+        )
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or not 32 <= input_size <= 1024:
+        raise ValueError(
+            f"input_size must be an integer between 32 and 1024. Received: input_size={input_size!r}"
+        )
+
+
+def build_model(weights: Any = "imagenet", trainable_from: str | None = None, input_size: int = INPUT_SIZE):
+    """The recipe's ResNet50 + head as one flat, uncompiled `keras.Model`.
+
+    weights: 'imagenet' (downloaded by Keras), None (random init) or a path to
+        ResNet50 no-top weights (.h5).
+    trainable_from: first trainable stage, one of conv1..conv5 or head. Default:
+        'conv4' with pretrained weights (the recipe), 'conv1' (everything) with None.
+    input_size: side of the square input, 32..1024.
+    Input: float32 (batch, input_size, input_size, 3), caffe-preprocessed.
+    Output: float32 (batch, 1), tumour probability in [0, 1].
+    """
+    _check_build_args(weights, trainable_from, input_size)
+    import keras
+
+    if trainable_from is None:
+        trainable_from = "conv1" if weights is None else "conv4"
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    try:
+        base = keras.applications.ResNet50(
+            include_top=False,
+            weights=None if weights is None else str(weights),
+            input_tensor=inputs,
+        )
+    except (urllib.error.URLError, OSError, ConnectionError) as error:
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(
+            f"Could not download the ImageNet weights for ResNet50 ({error}). {_OFFLINE_HELP}"
+        ) from error
+    x = keras.layers.GlobalMaxPooling2D(name="max_pool")(base.output)
+    x = keras.layers.Dense(512, activation="relu", name="head_dense")(x)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Dropout(0.5, name="head_dropout")(x)
+    x = keras.layers.Dense(1, name=LOGIT_LAYER)(x)
+    outputs = keras.layers.Activation("sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name="resnet50_tumour")
+    set_trainable_from(model, trainable_from)
+    return model
+
+
+def set_trainable_from(model, trainable_from: str) -> None:
+    """Freeze every stage before `trainable_from`; make it and later stages trainable."""
+    if trainable_from not in STAGES:
+        raise ValueError(
+            f"trainable_from must be one of {', '.join(STAGES)}. Received: trainable_from={trainable_from!r}"
+        )
+    first = STAGES.index(trainable_from)
+    for layer in model.layers:
+        layer.trainable = STAGES.index(_stage_of(layer.name)) >= first
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _without_optimizer(model):
+    """An uncompiled copy of `model` with the same layers and weights, so no optimizer state is saved."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_classifier(model, card: dict, directory: str | os.PathLike) -> Path:
+    """Write `model.keras` (no optimizer state) and `model_card.json` atomically.
+
+    Both files are written under temporary names and renamed into place, the
+    card last, so a reader never sees a half-written model. The card gains
+    `weights_file` and `weights_sha256`. Returns the directory.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_tmp = directory / f".{MODEL_FILE}.tmp.keras"
+    card_tmp = directory / f".{CARD_FILE}.tmp"
+    try:
+        _without_optimizer(model).save(model_tmp)
+        card = {**card, "weights_file": MODEL_FILE, "weights_sha256": sha256_of(model_tmp)}
+        card_tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+        os.replace(model_tmp, directory / MODEL_FILE)
+        os.replace(card_tmp, directory / CARD_FILE)
+    finally:
+        model_tmp.unlink(missing_ok=True)
+        card_tmp.unlink(missing_ok=True)
+    return directory
+
+
+@dataclass
+class Classifier:
+    """A loaded classifier with its model card.
+
+    predict(list of uint8 scans) -> float32 (n,) tumour probabilities in [0, 1].
+    Inference is serialised by a lock: one cached instance may serve many threads.
+    """
+
+    model: Any
+    card: dict
+    directory: Path | None = None
+    batch_size: int = 16
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on the tumour probability, from the card."""
+        return float(self.card.get("threshold", 0.5))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.model.input_shape[1])
+
+    @property
+    def model_id(self) -> str:
+        """Short, stable identifier: card name plus the first 12 hex digits of the weights hash."""
+        return f"{self.card.get('name', 'model')}@{self.card.get('weights_sha256', '')[:12]}"
+
+    def predict_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """float32 (n, size, size, 3) preprocessed inputs -> float32 (n,) probabilities."""
+        inputs = np.asarray(inputs, dtype=np.float32)
+        expected = (self.input_size, self.input_size, 3)
+        if inputs.ndim != 4 or inputs.shape[1:] != expected:
+            raise ValueError(f"Expected inputs of shape (n, {expected}). Received: shape={inputs.shape}")
+        if len(inputs) == 0:
+            return np.zeros((0,), dtype=np.float32)
+        with self._lock:
+            outputs = [
+                np.asarray(self.model(inputs[i : i + self.batch_size], training=False))
+                for i in range(0, len(inputs), self.batch_size)
+            ]
+        return np.concatenate(outputs)[:, 0].astype(np.float32)
+
+    def predict(self, scans: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 scans (HxW or HxWx3, any size) -> float32 (n,) tumour probabilities.
+
+        Each scan is cropped to the brain and preprocessed exactly as in training.
+        """
+        inputs = [to_model_input(crop_brain(scan).image, self.input_size) for scan in scans]
+        if not inputs:
+            return np.zeros((0,), dtype=np.float32)
+        return self.predict_inputs(np.stack(inputs))
+
+
+def _no_model_message(directory: Path) -> str:
+    return (
+        f"No trained model found in {directory}. Train one with "
+        "`python -m train --train DIR --val-split 0.1 --out RUN_DIR` and pass RUN_DIR, "
+        f"or copy a model directory ({MODEL_FILE} + {CARD_FILE}) to {DEFAULT_MODEL_DIR}."
+    )
+
+
+def read_card(directory: str | os.PathLike) -> dict:
+    """The model card (JSON) of a model directory."""
+    path = Path(directory) / CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"The model card {path} is not valid JSON ({error}).") from error
+    if not isinstance(card, dict) or "weights_sha256" not in card:
+        raise ValueError(f"The model card {path} has no 'weights_sha256' entry.")
+    return card
+
+
+def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
+    """Load a trained classifier and its model card.
+
+    path: a model directory (holding model.keras and model_card.json), or None
+    for the model shipped in the repository. The weights' SHA-256 is checked
+    against the card before Keras reads them; loading uses safe mode and
+    rejects Lambda layers.
+    """
+    directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if directory.is_file():
+        directory = directory.parent
+    if not (directory / CARD_FILE).is_file() or not (directory / MODEL_FILE).is_file():
+        raise FileNotFoundError(_no_model_message(directory))
+    card = read_card(directory)
+    weights_path = directory / card.get("weights_file", MODEL_FILE)
+    actual = sha256_of(weights_path)
+    if actual != card["weights_sha256"]:
+        raise ValueError(
+            f"The weights in {weights_path} do not match their model card "
+            f"(SHA-256 {actual[:12]}... instead of {card['weights_sha256'][:12]}...). "
+            "The file is corrupt or was replaced: restore it from the repository or retrain."
+        )
+    import keras
+
+    model = keras.saving.load_model(weights_path, compile=False, safe_mode=True)
+    if any(isinstance(layer, keras.layers.Lambda) for layer in model.layers):
+        raise ValueError(f"{weights_path} contains a Lambda layer; refusing to load arbitrary code.")
+    return Classifier(model=model, card=card, directory=directory)
