@@ -7,6 +7,10 @@ The recipe: blur, threshold, morphology, largest outer region, its extreme
 points. Connected components are used instead of outer contours so that a
 bright frame around the slice (whose outer contour encloses everything) does
 not win over the brain; the extreme points of a component are its bounding box.
+A region whose box encloses the largest one (a skull ring separated from the
+brain by dark CSF) extends the box, as the outer contour of that ring would in
+the contour recipe. The background is judged from an outer band, not the outermost
+ring of pixels, so a thin white frame does not make a scan look inverted.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ MIN_AREA_FRACTION = 0.02
 MIN_CONTRAST = 20
 #: A region touching the border and filling less than this of its box is a frame.
 FRAME_FILL_RATIO = 0.3
+#: Width of the outer band, as a fraction of the shorter side, whose median grey
+#: tells the background: white background (inverted display) when above 127.
+#: A band rather than the outermost ring, so a thin white frame is not taken for it.
+BACKGROUND_BAND = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,44 @@ def _check_pixels(pixels: np.ndarray) -> None:
         raise ValueError(f"Expected an HxW or HxWx3 image. Received: shape={pixels.shape}")
 
 
+def _background_is_bright(grey: np.ndarray) -> bool:
+    """Whether the median grey of the outer band (BACKGROUND_BAND of the shorter side) exceeds 127."""
+    band = max(1, round(BACKGROUND_BAND * min(grey.shape)))
+    height, width = grey.shape
+    if 2 * band >= min(height, width):
+        return bool(np.median(grey) > 127)
+    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).reshape(-1)
+    hist -= cv2.calcHist([grey[band:-band, band:-band]], [0], None, [256], [0, 256]).reshape(-1)
+    median = int(np.searchsorted(np.cumsum(hist), hist.sum() / 2))
+    return median > 127
+
+
+def _brain_region(stats: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The brain's box (x0, y0, x1, y1) from connected-component stats (x, y, w, h, area) rows.
+
+    The largest region that is not a frame, grown to the box of any other
+    region enclosing it (a skull ring cut off from the brain by dark CSF).
+    None when no region covers MIN_AREA_FRACTION of the scan.
+    """
+    sh, sw = shape
+    regions = []
+    for x, y, w, h, area in (tuple(int(v) for v in row) for row in stats):
+        touches_border = x == 0 or y == 0 or x + w == sw or y + h == sh
+        if touches_border and area < FRAME_FILL_RATIO * w * h:
+            continue  # a frame or ring around the slice, not tissue
+        regions.append(((x, y, x + w, y + h), area))
+    if not regions:
+        return None
+    best, best_area = max(regions, key=lambda region: region[1])
+    if best_area < MIN_AREA_FRACTION * sh * sw:
+        return None
+    x0, y0, x1, y1 = best
+    for (a0, b0, a1, b1), _ in regions:
+        if a0 <= best[0] and b0 <= best[1] and a1 >= best[2] and b1 >= best[3]:
+            x0, y0, x1, y1 = min(x0, a0), min(y0, b0), max(x1, a1), max(y1, b1)
+    return x0, y0, x1, y1
+
+
 def find_brain_box(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
     """Locate the brain.
 
@@ -85,8 +131,7 @@ def find_brain_box(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], bool]
     if high - low < MIN_CONTRAST:
         return whole, True
 
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    if np.median(border) > 127:  # inverted display (white background): look for dark tissue
+    if _background_is_bright(small):  # inverted display (white background): look for dark tissue
         small = 255 - small
 
     blurred = cv2.GaussianBlur(small, (5, 5), 0)
@@ -95,16 +140,8 @@ def find_brain_box(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], bool]
     mask = cv2.dilate(mask, None, iterations=2)
 
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    sh, sw = small.shape
-    best, best_area = None, 0
-    for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
-        touches_border = x == 0 or y == 0 or x + w == sw or y + h == sh
-        if touches_border and area < FRAME_FILL_RATIO * w * h:
-            continue  # a frame or ring around the slice, not tissue
-        if area > best_area:
-            best, best_area = (x, y, x + w, y + h), area
-    if best is None or best_area < MIN_AREA_FRACTION * sh * sw:
+    best = _brain_region(stats[1:count], small.shape)
+    if best is None:
         return whole, True
 
     x0, y0, x1, y1 = best

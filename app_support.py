@@ -1,0 +1,211 @@
+"""Per-scan helpers for the Streamlit app: plain Python, no Streamlit import.
+
+Every number comes from `core`; this module only arranges it for display:
+it runs `core` on one uploaded file, words the notes, draws the crop box and
+packs the downloads (CSV, PNG, JSON). The benchmark calls the same functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.crop import Crop, crop_brain
+from core.io import read_scan
+
+#: Labels shown in the UI -> values `core.explain.explain` takes.
+METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", "Score-CAM": "scorecam"}
+TARGETS = {"Tumour": "tumour", "No tumour": "no_tumour"}
+#: A probability within this distance of the threshold is called uncertain.
+NEAR_THRESHOLD = 0.10
+#: Crop-box colour (RGB) and line width as a fraction of the scan's longer side.
+BOX_COLOUR = (0, 255, 0)
+BOX_WIDTH = 0.006
+
+DISCLAIMER = (
+    "Research demo, not for clinical use. It has not been validated for diagnosis; "
+    "never base a medical decision on it."
+)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One scan run through `core`: pixels (uint8 HxW or HxWx3), its crop and tumour probability."""
+
+    name: str
+    digest: str
+    pixels: np.ndarray
+    crop: Crop
+    probability: float
+    threshold: float
+
+    @property
+    def label(self) -> str:
+        return label_for(self.probability, self.threshold)
+
+
+def digest_of(data: bytes) -> str:
+    """Hex SHA-256 of the uploaded bytes (the per-session cache key; never stored on disk)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def label_for(probability: float, threshold: float) -> str:
+    """'Tumour' at or above the threshold, else 'No tumour'."""
+    return "Tumour" if probability >= threshold else "No tumour"
+
+
+def analyse(classifier, data: bytes, name: str) -> Analysis:
+    """Decode, crop and classify one upload. Raises `core.io.ScanError` for a bad file."""
+    scan = read_scan(data, name=name)
+    crop = crop_brain(scan.pixels)
+    probability = float(classifier.predict([scan.pixels])[0])
+    return Analysis(name=name, digest=digest_of(data), pixels=scan.pixels, crop=crop,
+                    probability=probability, threshold=classifier.threshold)
+
+
+def explain_scan(classifier, analysis: Analysis, method: str, target: str):
+    """`core.explain.explain` for an analysed scan (imported late: optional at start-up)."""
+    from core.explain import explain
+
+    return explain(classifier, analysis.pixels, method=method, target=target)
+
+
+def warm_up(classifier) -> None:
+    """Run the model (and the default explanation, if available) once on a blank image."""
+    blank = np.zeros((classifier.input_size, classifier.input_size), dtype=np.uint8)
+    classifier.predict([blank])
+    try:
+        from core.explain import explain
+    except ImportError:
+        return
+    explain(classifier, blank, method="gradcam", target="tumour")
+
+
+def notes(analysis: Analysis, explanation=None, target_label: str = "Tumour") -> list[str]:
+    """Plain-language caveats for one result (empty when there is nothing to say)."""
+    found = []
+    if analysis.crop.fell_back:
+        found.append("No brain outline was found, so the whole image was analysed. "
+                      "Check that this is a brain MRI slice.")
+    if abs(analysis.probability - analysis.threshold) < NEAR_THRESHOLD:
+        found.append(f"The probability is close to the model's threshold ({analysis.threshold:.2f}): "
+                     "treat this result as uncertain.")
+    if explanation is not None and explanation.blank:
+        found.append(f"The explanation map is blank: the model found no region that raises its "
+                     f"evidence for '{target_label.lower()}'. Try the other target or method.")
+    return found
+
+
+def draw_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """uint8 HxW or HxWx3 scan -> uint8 HxWx3 RGB copy with the crop box drawn."""
+    rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels[:, :, :3].copy()
+    x0, y0, x1, y1 = box
+    width = max(1, round(BOX_WIDTH * max(rgb.shape[:2])))
+    cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), BOX_COLOUR, width)
+    return rgb
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """uint8 HxW or HxWx3 RGB -> PNG file bytes (in memory)."""
+    image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"Could not encode an image of shape {rgb.shape} as PNG.")
+    return encoded.tobytes()
+
+
+def report(analysis: Analysis, model_id: str, method: str, target: str) -> dict[str, Any]:
+    """The JSON report of one scan: the result and how it was made; no DICOM tag, no pixels."""
+    return {
+        "file": analysis.name,
+        "file_sha256": analysis.digest,
+        "tumour_probability": round(analysis.probability, 6),
+        "label": analysis.label,
+        "threshold": analysis.threshold,
+        "crop_box": {"x0": analysis.crop.box[0], "y0": analysis.crop.box[1],
+                     "x1": analysis.crop.box[2], "y1": analysis.crop.box[3]},
+        "crop_fell_back": analysis.crop.fell_back,
+        "explanation": {"method": method, "target": target},
+        "model_id": model_id,
+        "note": DISCLAIMER,
+    }
+
+
+def report_json(report_dict: dict[str, Any]) -> bytes:
+    return (json.dumps(report_dict, indent=2) + "\n").encode()
+
+
+def table_row(name: str, analysis: Analysis | None = None, error: str | None = None) -> dict[str, Any]:
+    """One row of the results table: a result or a file that could not be read."""
+    if analysis is None:
+        return {"file": name, "tumour_probability": None, "label": "—", "crop_fell_back": None,
+                "near_threshold": None, "error": error or ""}
+    return {"file": name, "tumour_probability": round(analysis.probability, 4), "label": analysis.label,
+            "crop_fell_back": analysis.crop.fell_back,
+            "near_threshold": abs(analysis.probability - analysis.threshold) < NEAR_THRESHOLD,
+            "error": ""}
+
+
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    import pandas as pd
+
+    buffer = io.StringIO()
+    pd.DataFrame(rows).to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def describe(value: Any) -> str:
+    """A card entry (number, text, list, nested dict) as one readable line."""
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if _is_interval_key(key):
+                continue
+            text = f"{key} {describe(item)}"
+            interval = _interval_for(key, value)
+            if interval is not None:
+                text += f" (95% CI {_number(interval[0])}–{_number(interval[1])})"
+            parts.append(text)
+        return "; ".join(parts)
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return f"{_number(value[0])}–{_number(value[1])}"
+        return ", ".join(describe(item) for item in value)
+    return _number(value)
+
+
+def _is_interval_key(key: str) -> bool:
+    key = str(key).lower()
+    return key.endswith(("_ci", "_ci95", "_interval")) or key in ("ci", "ci95", "interval")
+
+
+def _interval_for(key: str, siblings: dict) -> Any:
+    for suffix in ("_ci", "_ci95", "_interval"):
+        found = siblings.get(f"{key}{suffix}")
+        if isinstance(found, (list, tuple)) and len(found) == 2:
+            return found
+    return None
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, str]:
+    """What the page always shows about the model, taken from its model card."""
+    return {
+        "name": str(card.get("name", "unnamed model")),
+        "data": describe(card.get("data", "not stated in the model card")),
+        "metrics": describe(card.get("metrics", "not stated in the model card")),
+        "threshold": _number(float(card.get("threshold", 0.5))),
+        "weights_sha256": str(card.get("weights_sha256", "unknown")),
+    }

@@ -1,0 +1,204 @@
+"""The Streamlit app through Streamlit's AppTest (in-process; the upload widget is driven directly)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import app_support
+from core.io import read_scan
+from core.model import load_classifier
+
+APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+
+TIMEOUT = 180  # the first run loads and warms up the model
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    return at.run()
+
+
+def _page_text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "subheader", "title")
+             for e in getattr(at, kind)]
+    parts += [m.value for m in at.metric] + [m.label for m in at.metric]
+    parts += [c for img in at.image for c in img.captions]
+    parts += [b.label for b in at.download_button]
+    return "\n".join(str(p) for p in parts)
+
+
+def _assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Traceback" not in _page_text(at)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return load_classifier(tiny_model_dir)
+
+
+def test_no_model_page_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAIN_MRI_MODEL_DIR", str(tmp_path / "nothing-here"))
+    at = _app()
+    _assert_clean(at)
+    assert "No trained model is available" in at.error[0].value
+    text = _page_text(at)
+    assert "python -m train" in text and "BRAIN_MRI_MODEL_DIR" in text and "model.keras" in text
+    assert "not for clinical use" in text
+    assert len(at.file_uploader) == 0
+
+
+def test_model_card_and_disclaimer_always_visible(model_env):
+    at = _app()
+    _assert_clean(at)
+    text = _page_text(at)
+    assert "Research demo, not for clinical use" in text
+    classifier = load_classifier(model_env)
+    assert classifier.model_id in text
+    assert "Br35H (test fixture)" in text  # training data, from the card
+    assert "auc 0.500 (95% CI 0.450–0.550)" in text  # external metric with its interval
+    assert classifier.card["weights_sha256"] in text
+    assert "threshold **0.500**" in text
+    assert "red and yellow mark the regions" in text  # what the colours mean
+    assert [r.label for r in at.radio] == ["Method", "Explain evidence for"]
+    assert at.radio[0].options == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    assert at.slider[0].value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("kind, name", [("jpeg", "scan.jpg"), ("png", "scan.png"), ("dicom", "IM0001")])
+def test_valid_upload_gives_probability(model_env, classifier, request, kind, name):
+    data = request.getfixturevalue(f"{'png_bytes' if kind == 'png' else kind + '_bytes'}")
+    at = _upload(_app(), [(name, data)])
+    _assert_clean(at)
+    expected = float(classifier.predict([read_scan(data, name=name).pixels])[0])
+    assert at.metric[0].label == "Tumour probability"
+    assert at.metric[0].value == f"{expected:.1%}"
+    label = "Tumour" if expected >= classifier.threshold else "No tumour"
+    assert f"Label at the model's threshold (0.50): **{label}**" in _page_text(at)
+    assert at.subheader[0].value == name
+    captions = [c for img in at.image for c in img.captions]
+    assert captions[:2] == ["Original, crop box in green", "Cropped brain (model input)"]
+    assert len(at.image) == 3, "original, crop and overlay"
+    assert captions[2] == "Grad-CAM: evidence for tumour"
+    assert [b.label for b in at.download_button] == ["Overlay (PNG)", "Report (JSON)"]
+    assert not at.error and not at.dataframe  # one scan: no table
+
+
+def test_dicom_patient_tags_never_reach_the_page(model_env, dicom_bytes, patient_tags):
+    at = _upload(_app(), [("IM0001", dicom_bytes)])
+    _assert_clean(at)
+    text = _page_text(at)
+    for secret in patient_tags:
+        assert secret not in text
+
+
+def test_several_files_give_a_table_and_csv(model_env, classifier, jpeg_bytes, png_bytes, dicom_bytes):
+    files = [("a.jpg", jpeg_bytes), ("b.png", png_bytes), ("c.dcm", dicom_bytes)]
+    at = _upload(_app(), files)
+    _assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.jpg", "b.png", "c.dcm"]
+    expected = classifier.predict([read_scan(d).pixels for _, d in files])
+    assert table["tumour_probability"].tolist() == pytest.approx(expected.tolist(), abs=1e-4)
+    assert set(table["label"]) <= {"Tumour", "No tumour"}
+    assert "Download results (CSV)" in [b.label for b in at.download_button]
+    assert len(at.metric) == 3 and len(at.image) == 9
+
+
+BAD_FILES = [
+    ("report.pdf", "pdf_bytes"),
+    ("cut.jpg", "truncated_jpeg_bytes"),
+    ("huge.png", "bomb_png_bytes"),
+    ("jpegls.dcm", "compressed_dicom_bytes"),
+]
+
+
+@pytest.mark.parametrize("name, fixture", BAD_FILES)
+def test_bad_file_gives_message_and_others_still_work(model_env, request, jpeg_bytes, name, fixture):
+    at = _upload(_app(), [(name, request.getfixturevalue(fixture)), ("good.jpg", jpeg_bytes)])
+    _assert_clean(at)
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert name in message and len(message) < 500
+    assert [s.value for s in at.subheader if s.value != "All results"] == ["good.jpg"]
+    assert len(at.metric) == 1
+    row = at.dataframe[0].value.set_index("file").loc[name]
+    assert row["label"] == "—" and row["error"] == message
+
+
+def test_opacity_change_only_reblends(model_env, jpeg_bytes, monkeypatch):
+    calls = {"analyse": 0, "explain": 0}
+    analyse, explain_scan = app_support.analyse, app_support.explain_scan
+
+    def counted(kind, function):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(app_support, "analyse", counted("analyse", analyse))
+    monkeypatch.setattr(app_support, "explain_scan", counted("explain", explain_scan))
+    at = _upload(_app(), [("scan.jpg", jpeg_bytes)])
+    assert calls == {"analyse": 1, "explain": 1}
+    before = at.image[2].value
+    at.slider[0].set_value(0.9).run()
+    _assert_clean(at)
+    assert calls == {"analyse": 1, "explain": 1}, "opacity must not re-run the model"
+    assert at.image[2].value != before, "the overlay is re-blended"
+    at.radio[1].set_value("No tumour").run()
+    _assert_clean(at)
+    assert calls == {"analyse": 1, "explain": 2}, "a new target re-explains but does not re-classify"
+    assert at.image[2].captions == ["Grad-CAM: evidence for no tumour"]
+
+
+def test_report_holds_the_result_and_no_patient_data(classifier, dicom_bytes, patient_tags):
+    analysis = app_support.analyse(classifier, dicom_bytes, "IM0001")
+    report = app_support.report(analysis, classifier.model_id, "gradcam", "tumour")
+    assert report["tumour_probability"] == pytest.approx(analysis.probability)
+    assert report["label"] == analysis.label and report["threshold"] == 0.5
+    assert tuple(report["crop_box"].values()) == analysis.crop.box
+    assert report["explanation"] == {"method": "gradcam", "target": "tumour"}
+    assert report["model_id"] == classifier.model_id
+    text = app_support.report_json(report).decode()
+    assert json.loads(text) == report
+    for secret in patient_tags:
+        assert secret not in text
+
+
+def test_draw_box_and_png(jpeg_bytes):
+    pixels = read_scan(jpeg_bytes).pixels
+    boxed = app_support.draw_box(pixels, (10, 20, 60, 80))
+    assert boxed.shape[:2] == pixels.shape[:2] and boxed.shape[2] == 3
+    assert tuple(boxed[20, 30]) == app_support.BOX_COLOUR
+    decoded = np.asarray(Image.open(io.BytesIO(app_support.png_bytes(boxed))))
+    assert np.array_equal(decoded, boxed)
+
+
+def test_notes_are_worded_when_they_apply(classifier, jpeg_bytes):
+    analysis = app_support.analyse(classifier, jpeg_bytes, "a.jpg")
+    fell_back = dataclasses.replace(analysis, crop=dataclasses.replace(analysis.crop, fell_back=True),
+                                    probability=0.55)
+
+    class Blank:
+        blank = True
+
+    found = app_support.notes(fell_back, Blank(), "Tumour")
+    assert len(found) == 3
+    assert "whole image" in found[0] and "close to the model's threshold" in found[1]
+    assert "blank" in found[2]
+    confident = dataclasses.replace(analysis, probability=0.99,
+                                    crop=dataclasses.replace(analysis.crop, fell_back=False))
+    assert app_support.notes(confident, None) == []

@@ -1,0 +1,158 @@
+"""Train the classifier with the recipe, checkpointing every epoch so a run can resume.
+
+RUN_DIR/checkpoint/ holds, after every epoch: `last.keras` (model and
+optimizer), `best_weights.npz` (the weights of the best validation AUC so far)
+and `state.json` (epochs done, history, early-stopping and learning-rate
+schedule state), each replaced atomically, `state.json` last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from core.model import build_model
+from train.report import write_json
+
+MONITOR = "val_auc"
+#: Testing seam: stop (as if interrupted) after this many epochs, once the checkpoint is written.
+INTERRUPT_ENV = "BRAIN_MRI_INTERRUPT_AFTER_EPOCH"
+
+
+class Interrupted(Exception):
+    """Training stopped before the end; the checkpoint allows --resume."""
+
+
+def compile_model(model, lr: float, label_smoothing: float) -> None:
+    """Adam, label-smoothed binary cross-entropy, accuracy and AUC (the recipe)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that can start from a saved state instead of from scratch."""
+
+    def __init__(self, state: dict | None = None, best_weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self._resume_state, self._resume_weights = state, best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._resume_state:
+            self.wait = self._resume_state["wait"]
+            self.best = self._resume_state["best"]
+            self.best_epoch = self._resume_state["best_epoch"]
+            self.best_weights = self._resume_weights
+
+
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that can start from a saved state."""
+
+    def __init__(self, state: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._resume_state = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._resume_state:
+            self.wait = self._resume_state["wait"]
+            self.best = self._resume_state["best"]
+            self.cooldown_counter = self._resume_state["cooldown_counter"]
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Write the checkpoint after every epoch; keep the history; honour the interruption seam."""
+
+    def __init__(self, directory: Path, stopping, plateau, history: list[dict], log):
+        super().__init__()
+        self.directory, self.stopping, self.plateau = directory, stopping, plateau
+        self.history, self.log = history, log
+        self.interrupt_after = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history.append(row)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp_model = self.directory / ".last.tmp.keras"
+        self.model.save(tmp_model)
+        os.replace(tmp_model, self.directory / "last.keras")
+        if self.stopping.best_weights is not None:
+            tmp_best = self.directory / ".best_weights.tmp.npz"
+            np.savez(tmp_best, *self.stopping.best_weights)
+            os.replace(tmp_best, self.directory / "best_weights.npz")
+        state = {
+            "epochs_done": epoch + 1,
+            "history": self.history,
+            "stopping": {"wait": self.stopping.wait, "best": _plain(self.stopping.best),
+                         "best_epoch": self.stopping.best_epoch},
+            "plateau": {"wait": self.plateau.wait, "best": _plain(self.plateau.best),
+                        "cooldown_counter": self.plateau.cooldown_counter},
+        }
+        write_json(self.directory / "state.json", state)
+        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if self.interrupt_after and epoch + 1 >= self.interrupt_after:
+            raise Interrupted(f"stopped after epoch {epoch + 1} ({INTERRUPT_ENV})")
+
+
+def _plain(value):
+    return None if value is None else float(value)
+
+
+def _load_checkpoint(directory: Path, placement):
+    state = json.loads((directory / "state.json").read_text())
+    with placement.scope():
+        model = keras.saving.load_model(directory / "last.keras", compile=True, safe_mode=True)
+    best = None
+    if (directory / "best_weights.npz").is_file():
+        with np.load(directory / "best_weights.npz") as stored:
+            best = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    return model, state, best
+
+
+def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, resume: bool, log=print):
+    """Fit the recipe; returns (model with the best weights, history rows).
+
+    settings: weights, trainable_from, image_size, lr, label_smoothing, epochs,
+    patience, lr_factor, lr_patience.
+    """
+    checkpoint_dir = run_dir / "checkpoint"
+    history: list[dict] = []
+    stopping_state = plateau_state = best_weights = None
+    initial_epoch = 0
+    if resume and (checkpoint_dir / "state.json").is_file():
+        model, state, best_weights = _load_checkpoint(checkpoint_dir, placement)
+        history, initial_epoch = state["history"], state["epochs_done"]
+        stopping_state, plateau_state = state["stopping"], state["plateau"]
+        log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}.")
+    else:
+        with placement.scope():
+            weights = None if settings["weights"] in (None, "none") else settings["weights"]
+            model = build_model(weights=weights, trainable_from=settings["trainable_from"],
+                                input_size=settings["image_size"])
+            compile_model(model, settings["lr"], settings["label_smoothing"])
+    stopping = ResumableEarlyStopping(state=stopping_state, best_weights=best_weights, monitor=MONITOR,
+                                      mode="max", patience=settings["patience"], restore_best_weights=True)
+    plateau = ResumablePlateau(state=plateau_state, monitor=MONITOR, mode="max", factor=settings["lr_factor"],
+                               patience=settings["lr_patience"], min_lr=1e-7)
+    callbacks = [stopping, plateau, Checkpoint(checkpoint_dir, stopping, plateau, history, log)]
+    if initial_epoch >= settings["epochs"] or _stopped_early(stopping_state, settings["patience"]):
+        log("The checkpoint already holds a finished run; restoring its best weights.")
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        return model, history
+    train_batches.set_epoch(initial_epoch)
+    model.fit(train_batches, validation_data=val_batches, epochs=settings["epochs"],
+              initial_epoch=initial_epoch, callbacks=callbacks, verbose=2)
+    return model, history
+
+
+def _stopped_early(stopping_state: dict | None, patience: int) -> bool:
+    return bool(stopping_state) and stopping_state["wait"] >= patience

@@ -1,0 +1,71 @@
+"""Batches for Keras: augmented training batches and plain evaluation batches.
+
+Both are `keras.utils.PyDataset`s over cached uint8 crops, so they run under
+every Keras backend. Augmentation is seeded per (seed, epoch, sample), so a
+run is reproducible whatever the number of worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from core.preprocess import caffe_normalise
+
+
+class TrainBatches(keras.utils.PyDataset):
+    """Shuffled, augmented batches: x float32 (batch, size, size, 3) caffe-normalised, y float32 (batch, 1).
+
+    crops: uint8 (n, size, size); labels: (n,) 0/1. The last partial batch is
+    dropped so every batch splits evenly across replicas.
+    """
+
+    def __init__(self, crops, labels, batch_size, augment, seed=0, epoch=0, workers=1):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        if len(crops) < batch_size:
+            raise ValueError(
+                f"The batch size ({batch_size}) is larger than the training set ({len(crops)} scans). "
+                "Lower --batch-size."
+            )
+        self.crops, self.labels = crops, np.asarray(labels, dtype=np.float32)
+        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the sample order and augmentation seeds of `epoch`."""
+        self.epoch = epoch
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.crops))
+
+    def __len__(self) -> int:
+        return len(self.crops) // self.batch_size
+
+    def __getitem__(self, index):
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = np.empty((len(chosen),) + self.crops.shape[1:], dtype=np.uint8)
+        for slot, sample in enumerate(chosen):
+            rng = np.random.default_rng([self.seed, self.epoch, int(sample)])
+            images[slot] = self.augment(self.crops[sample], rng) if self.augment else self.crops[sample]
+        return caffe_normalise(images), self.labels[chosen, None]
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+
+class EvalBatches(keras.utils.PyDataset):
+    """Unaugmented batches in order (x only, or (x, y) when labels are given)."""
+
+    def __init__(self, crops, labels=None, batch_size=64):
+        super().__init__()
+        self.crops, self.labels, self.batch_size = crops, labels, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.crops) / self.batch_size)
+
+    def __getitem__(self, index):
+        window = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        x = caffe_normalise(self.crops[window])
+        if self.labels is None:
+            return (x,)
+        return x, np.asarray(self.labels[window], dtype=np.float32)[:, None]
