@@ -74,9 +74,10 @@ def controls_ui() -> tuple[str, str, str, str, float]:
         target_label = st.radio("Explain evidence for", list(support.TARGETS), key="target")
         alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="alpha")
         st.markdown(
-            f"**Reading the overlay:** red and yellow mark the regions that most raised the model's "
-            f"evidence for **{target_label.lower()}**; blue marks regions that contributed little. "
-            "The map shows where the model looked, not the outline of a tumour. "
+            f"**Reading the overlay:** bright yellow marks the regions with the strongest evidence for "
+            f"**{target_label.lower()}**, orange and red weaker evidence; dark purple, or the scan left "
+            "unchanged, means little or none. The map shows where the model looked, not the outline "
+            "of a tumour. "
             "The green box on the original is the brain crop the model saw."
         )
     return method_label, support.METHODS[method_label], target_label, support.TARGETS[target_label], alpha

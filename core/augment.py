@@ -64,7 +64,8 @@ def _check_range(name: str, value: float, upper: float, *, closed: bool = False)
 
 def histogram(image: np.ndarray) -> np.ndarray:
     """uint8 image (any shape) -> float64 (256,) pixel counts per grey level."""
-    return np.bincount(image.reshape(-1), minlength=LEVELS).astype(np.float64)
+    flat = np.ascontiguousarray(image).reshape(1, -1)  # one row: calcHist then counts every channel
+    return cv2.calcHist([flat], [0], None, [LEVELS], [0, LEVELS]).reshape(-1).astype(np.float64)
 
 
 def reference_histogram(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -165,13 +166,16 @@ def affine_matrix(
     height, width = shape[:2]
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     cos, sin = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
-    rotate = np.array([[cos, sin], [-sin, cos]])  # y points down: this turns counter-clockwise
-    shear_x = np.array([[1.0, math.tan(math.radians(shear))], [0.0, 1.0]])
-    flip_zoom = np.diag([-scale if hflip else scale, -scale if vflip else scale])
-    linear = rotate @ shear_x @ flip_zoom
-    centre = np.array([cx, cy])
-    offset = centre + np.asarray(shift, dtype=np.float64) - linear @ centre
-    return np.hstack([linear, offset[:, None]])
+    shear_x = math.tan(math.radians(shear))
+    fx, fy = (-scale if hflip else scale), (-scale if vflip else scale)
+    # linear part: rotate (counter-clockwise on screen, y down) @ shear along x @ diag(fx, fy)
+    a, b = cos * fx, (cos * shear_x + sin) * fy
+    c, d = -sin * fx, (cos - sin * shear_x) * fy
+    dx, dy = shift
+    return np.array([
+        [a, b, cx + dx - (a * cx + b * cy)],
+        [c, d, cy + dy - (c * cx + d * cy)],
+    ])
 
 
 class RandomAffine:

@@ -51,7 +51,7 @@ _IMAGE_MAGIC = (
     (b"MM\x00*", "TIFF"),
     (b"II+\x00", "TIFF"),  # BigTIFF
     (b"MM\x00+", "TIFF"),
-    (b"BM", "BMP"),
+    (b"BM", "BMP"),  # confirmed by _is_bmp, as two letters are a weak sign
 )
 
 # Magic bytes of common files that are not scans, to name them in the message.
@@ -113,7 +113,12 @@ class ScanError(ValueError):
 
 @dataclass(frozen=True)
 class Scan:
-    """pixels: uint8 HxW (grey) or HxWx3 (RGB), [0, 255]. meta: non-identifying facts about the file."""
+    """A decoded scan.
+
+    pixels: uint8, HxW (grey) or HxWx3 (RGB), [0, 255]; never RGBA, never 16-bit.
+    meta: non-identifying facts about the file (format, size as (w, h), mode or
+    photometric interpretation, bits, frame used of frames, window, ...).
+    """
 
     pixels: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
@@ -183,9 +188,14 @@ def _sniff(data: bytes, label: str) -> str:
     if data[128:132] == b"DICM" or _looks_like_bare_dicom(data):
         return "DICOM"
     for magic, kind in _IMAGE_MAGIC:
-        if data.startswith(magic):
+        if data.startswith(magic) and (kind != "BMP" or _is_bmp(data)):
             return kind
     raise ScanError(f"{label} is {_describe_other(data)}. {ACCEPTED}")
+
+
+def _is_bmp(data: bytes) -> bool:
+    """True when the bytes after 'BM' hold one of the BMP info-header sizes."""
+    return int.from_bytes(data[14:18], "little") in (12, 16, 40, 52, 56, 64, 108, 124)
 
 
 def _looks_like_bare_dicom(data: bytes) -> bool:
@@ -237,10 +247,7 @@ def _is_text(head: bytes) -> bool:
 def _read_image(data: bytes, kind: str, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a JPEG, PNG, BMP or TIFF -> (uint8 HxW or HxWx3, meta)."""
     img = _open_image(data, kind, label)
-    frames = getattr(img, "n_frames", 1)
-    frame = frames // 2
-    if frame:
-        img.seek(frame)
+    frame, frames = _seek_middle_frame(img, kind, label)
     _check_size(img.size, label)
     meta: dict[str, Any] = {"format": kind, "size": img.size, "mode": img.mode,
                             "bits": _bits(img.mode), "frames": frames, "frame": frame}
@@ -263,12 +270,22 @@ def _open_image(data: bytes, kind: str, label: str) -> Image.Image:
         raise _damaged(label, kind) from exc
 
 
+def _seek_middle_frame(img: Image.Image, kind: str, label: str) -> tuple[int, int]:
+    """Move a multi-page image to its middle page -> (frame index, number of frames)."""
+    try:
+        frames = getattr(img, "n_frames", 1)
+        frame = frames // 2
+        if frame:
+            img.seek(frame)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _damaged(label, kind) from exc
+    return frame, frames
+
+
 def _decode(img: Image.Image, kind: str, label: str) -> None:
     """Decode every pixel now, so that truncated or corrupt files fail here."""
     try:
         img.load()
-    except Image.DecompressionBombError as exc:  # pragma: no cover - sizes are checked first
-        raise ScanError(f"{label} is too large to decode. Upload a single slice.") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise _damaged(label, kind) from exc
 
@@ -304,7 +321,10 @@ def _bits(mode: str) -> int:
 
 def _upright(img: Image.Image) -> tuple[Image.Image, int]:
     """Apply the EXIF orientation tag -> (image, the tag's value, 1 when absent)."""
-    orientation = img.getexif().get(0x0112, 1)
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not reject the pixels
+        orientation = 1
     if orientation not in range(2, 9):
         return img, 1
     return ImageOps.exif_transpose(img), int(orientation)
@@ -369,10 +389,15 @@ def _read_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     _check_size(meta["size"], label)
     _check_decoder(ds, meta["transfer_syntax"], label)
     frame = _decode_dicom_frame(ds, meta["frame"], label)
-    if meta["photometric"] in ("MONOCHROME1", "MONOCHROME2"):
-        pixels, display = _dicom_grey(frame, ds, meta["photometric"])
-    else:
-        pixels, display = _dicom_colour(frame, ds, meta["photometric"], label)
+    try:
+        if meta["photometric"] in ("MONOCHROME1", "MONOCHROME2"):
+            pixels, display = _dicom_grey(frame, ds, meta["photometric"])
+        else:
+            pixels, display = _dicom_colour(frame, ds, meta["photometric"], label)
+    except ScanError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. a non-numeric slope; messages may quote tag values
+        raise _damaged(label, "DICOM") from None
     meta.update(display)
     return pixels, meta
 
@@ -390,7 +415,6 @@ def _parse_dicom(data: bytes, label: str):
             ds.file_meta.TransferSyntaxUID = (
                 uid.ImplicitVRLittleEndian if implicit
                 else uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
-        ds.Rows, ds.Columns  # noqa: B018 - force parsing of the header now
     except Exception:  # noqa: BLE001 - pydicom raises many types; details may hold tag values
         raise _damaged(label, "DICOM") from None
     return ds
@@ -440,12 +464,16 @@ def _decode_dicom_frame(ds, index: int, label: str) -> np.ndarray:
     try:
         return pixel_array(ds, index=index)
     except Exception:  # noqa: BLE001 - messages may quote tag values
-        raise ScanError(f"{label} is a DICOM file whose image data cannot be decoded (it may be "
-                        "damaged or incomplete). Export it again and upload the new copy.") from None
+        raise ScanError(f"{label} is a DICOM file whose image data cannot be decoded (it may "
+                        "be damaged or incomplete). Export it again and upload the new copy."
+                        ) from None
 
 
 def _dicom_grey(frame: np.ndarray, ds, photometric: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Monochrome frame -> (uint8 HxW, facts): modality LUT, VOI LUT or window, MONOCHROME1 inverted."""
+    """Monochrome frame -> (uint8 HxW, facts).
+
+    Modality LUT or rescale, then VOI LUT or window, then MONOCHROME1 inverted.
+    """
     from pydicom.pixels import apply_modality_lut
 
     facts: dict[str, Any] = {}
@@ -462,34 +490,63 @@ def _dicom_grey(frame: np.ndarray, ds, photometric: str) -> tuple[np.ndarray, di
 def _apply_voi(values: np.ndarray, ds) -> tuple[np.ndarray, dict[str, Any]]:
     """Modality values -> (uint8 HxW, the window used).
 
-    The VOI LUT's or window's output range maps to [0, 255]; without either,
-    the frame's own min..max does.
+    The VOI LUT's or window's output range maps to [0, 255]. Without either, or
+    when the file's are invalid (e.g. a width of 0), the frame's min..max does.
     """
-    from pydicom.pixels import apply_voi_lut
+    ignored = []
+    for step in (_voi_lut, _window):
+        try:
+            result = step(values, ds)
+        except (ValueError, TypeError, ArithmeticError, LookupError, NotImplementedError):
+            ignored.append(step.__name__.strip("_"))
+            continue
+        if result is not None:
+            return result
+    pixels, (lo, hi) = _scale_min_max(values)
+    window: dict[str, Any] = {"kind": "min-max", "min": lo, "max": hi}
+    if ignored:
+        window["ignored_invalid"] = ignored
+    return pixels, window
+
+
+def _voi_lut(values: np.ndarray, ds) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Apply the first VOI LUT, its output range -> [0, 255]; None when the file has none.
+
+    Tried before the window, as pydicom's apply_voi_lut does by default.
+    """
+    from pydicom.pixels import apply_voi
 
     lut = ds.get("VOILUTSequence")
-    if lut and "LUTDescriptor" in lut[0] and "LUTData" in lut[0]:
-        count, first = (lut[0].LUTDescriptor[0] or 2**16), lut[0].LUTDescriptor[1]
-        out = apply_voi_lut(np.rint(values).astype(np.int64), ds)
-        ends = apply_voi_lut(np.arange(first, first + count), ds)
-        return _scale(out, float(ends.min()), float(ends.max())), {"kind": "VOI LUT"}
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        out = apply_voi_lut(values, ds)
-        with np.errstate(over="ignore"):  # the probe is far outside any window
-            ends = apply_voi_lut(np.array([-1e30, 1e30]), ds)
-        center, width = (_first(ds.WindowCenter), _first(ds.WindowWidth))
-        return (_scale(out, float(ends.min()), float(ends.max())),
-                {"kind": "window", "center": center, "width": width})
-    pixels, (lo, hi) = _scale_min_max(values)
-    return pixels, {"kind": "min-max", "min": lo, "max": hi}
+    if not lut or "LUTDescriptor" not in lut[0] or "LUTData" not in lut[0]:
+        return None
+    count, first = (lut[0].LUTDescriptor[0] or 2**16), lut[0].LUTDescriptor[1]
+    out = apply_voi(np.rint(values).astype(np.int64), ds)
+    ends = apply_voi(np.arange(first, first + count), ds)
+    return _scale(out, float(ends.min()), float(ends.max())), {"kind": "VOI LUT"}
+
+
+def _window(values: np.ndarray, ds) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Apply the first window (LINEAR, LINEAR_EXACT or SIGMOID) -> [0, 255]; None when absent."""
+    from pydicom.pixels import apply_windowing
+
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    out = apply_windowing(values, ds)
+    with np.errstate(over="ignore"):  # the probe lies far outside any window: its output ends
+        ends = apply_windowing(np.array([-1e30, 1e30]), ds)
+    return _scale(out, float(ends.min()), float(ends.max())), {"kind": "window", "center": center,
+                                                                "width": width}
 
 
 def _first(value: Any) -> float:
     """First value of a possibly multi-valued DICOM number."""
-    return float(value[0] if isinstance(value, Sequence) else value)
+    many = isinstance(value, Sequence) and not isinstance(value, str)
+    return float(value[0] if many else value)
 
 
-def _dicom_colour(frame: np.ndarray, ds, photometric: str, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _dicom_colour(frame: np.ndarray, ds, photometric: str,
+                  label: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Colour frame (RGB, YBR_*, PALETTE COLOR) -> (uint8 HxWx3, facts)."""
     from pydicom.pixels import apply_color_lut
 

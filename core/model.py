@@ -136,7 +136,7 @@ def _without_optimizer(model):
         return model
     import keras
 
-    copy = keras.models.clone_model(model)
+    copy = keras.Model.from_config(model.get_config())  # clone_model would copy the compile state too
     copy.set_weights(model.get_weights())
     return copy
 

@@ -2,8 +2,8 @@
 
 :func:`prepare` discovers the folders, crops every scan once (cached), drops
 unreadable files, splits validation off by duplicate group when asked, and
-removes every exact or near duplicate of a training image from validation and
-test before anything is measured. The result can be written to one bundle
+removes every exact or near duplicate of a training image from validation, and
+of a training or validation image from test, before anything is measured. The result can be written to one bundle
 file (:func:`save_bundle`) so training can run on a machine without the raw data.
 """
 
@@ -151,13 +151,13 @@ def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=224
     kept_test_samples, kept_test_entries = [], []
     for source in sorted({s.source for s in test_samples}):
         idx = [i for i, s in enumerate(test_samples) if s.source == source]
-        kept_s, kept_e = _drop_duplicates_of_training(
+        kept_s, kept_e = _drop_duplicates_of_training(  # nothing seen while training or selecting the model
             f"test:{source}", [test_samples[i] for i in idx], [test_entries[i] for i in idx],
-            train_entries, train_samples, near_threshold, report)
+            train_entries + val_entries, train_samples + val_samples, near_threshold, report)
         kept_test_samples += kept_s
         kept_test_entries += kept_e
     for role, info in report["duplicates"].items():
-        log(f"Duplicates of training scans removed from {role}: {info['exact']} exact, "
+        log(f"Duplicates of training/validation scans removed from {role}: {info['exact']} exact, "
             f"{info['near']} near; {info['kept']} of {info['checked']} kept.")
 
     samples = train_samples + val_samples + kept_test_samples

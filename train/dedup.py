@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Largest Hamming distance (of 256 bits) that still counts as a near duplicate.
-NEAR_THRESHOLD = 10
+NEAR_THRESHOLD = 26
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,14 @@ def _need_data() -> None:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 32-px ResNet50 classifier saved with a model card, as the app loads it."""
+    """A 64-px ResNet50 classifier saved with a model card, as the app loads it.
+
+    64 px, not 32: conv5's map is then 2x2 instead of 1x1, so explanations are not blank.
+    """
     from core.model import build_model, save_classifier
 
     directory = tmp_path_factory.mktemp("tiny-model")
-    model = build_model(weights=None, input_size=32)
+    model = build_model(weights=None, input_size=64)
     card = {
         "name": "test-model",
         "threshold": 0.5,

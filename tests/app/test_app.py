@@ -72,7 +72,7 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert "auc 0.500 (95% CI 0.450–0.550)" in text  # external metric with its interval
     assert classifier.card["weights_sha256"] in text
     assert "threshold **0.500**" in text
-    assert "red and yellow mark the regions" in text  # what the colours mean
+    assert "bright yellow marks the regions with the strongest evidence for **tumour**" in text  # what the colours mean
     assert [r.label for r in at.radio] == ["Method", "Explain evidence for"]
     assert at.radio[0].options == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
     assert at.slider[0].value == pytest.approx(0.4)
