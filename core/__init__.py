@@ -6,9 +6,11 @@ Public API:
     to_model_input(image, size=224) -> np.ndarray    (core.preprocess)
     build_model(weights, trainable_from, input_size) (core.model)
     load_classifier(path=None) -> Classifier         (core.model)
+    explain(classifier, pixels, method, target)      (core.explain)
 """
 
 from core.crop import Crop, crop_brain, find_brain_box
+from core.explain import Explanation, explain
 from core.io import Scan, ScanError, read_scan
 from core.model import Classifier, build_model, load_classifier
 from core.preprocess import INPUT_SIZE, prepare_crop, to_model_input
@@ -17,10 +19,12 @@ __all__ = [
     "INPUT_SIZE",
     "Classifier",
     "Crop",
+    "Explanation",
     "Scan",
     "ScanError",
     "build_model",
     "crop_brain",
+    "explain",
     "find_brain_box",
     "load_classifier",
     "prepare_crop",

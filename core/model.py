@@ -201,8 +201,8 @@ class Classifier:
         if len(inputs) == 0:
             return np.zeros((0,), dtype=np.float32)
         with self._lock:
-            outputs = [
-                np.asarray(self.model(inputs[i : i + self.batch_size], training=False))
+            outputs = [  # predict_on_batch runs the backend's compiled predict step
+                np.asarray(self.model.predict_on_batch(inputs[i : i + self.batch_size]))
                 for i in range(0, len(inputs), self.batch_size)
             ]
         return np.concatenate(outputs)[:, 0].astype(np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -76,8 +77,12 @@ class Checkpoint(keras.callbacks.Callback):
         self.history, self.log = history, log
         self.interrupt_after = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["epoch_seconds"] = time.perf_counter() - self.epoch_started  # training + validation, before saving
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
         self.directory.mkdir(parents=True, exist_ok=True)
