@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
 
 import app_support as support
 from core.io import ScanError
@@ -26,6 +28,24 @@ MAX_UPLOAD_MB = 50
 FORMATS = "JPEG, PNG, BMP, TIFF or DICOM"
 GENERIC_FAILURE = (f"this file could not be analysed. Check that it is a single brain MRI slice "
                    f"({FORMATS}) and try again.")
+
+
+def _close_pyplot_figures() -> None:
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+def keep_keras_session() -> None:
+    """Stop Streamlit from calling `keras.backend.clear_session()` after every script run.
+
+    Streamlit's `script_runner._clean_problem_modules` (private; 1.67) does so for apps that
+    build models in the script. It empties TensorFlow's kernel cache, so the first inference
+    of every rerun took ~1 s instead of ~0.15 s, and it can fire while another session is
+    mid-inference. Our models live in `st.cache_resource` and are never rebuilt per run, so
+    only the other clean-up (closing pyplot figures) is kept.
+    """
+    if callable(getattr(script_runner, "_clean_problem_modules", None)):
+        script_runner._clean_problem_modules = _close_pyplot_figures
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -156,6 +176,8 @@ def table_ui(results) -> None:
     st.subheader("All results")
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "tumour_probability": st.column_config.NumberColumn("tumour probability", format="%.3f"),
+        "crop_fell_back": st.column_config.CheckboxColumn("crop fell back"),
+        "near_threshold": st.column_config.CheckboxColumn("near threshold"),
     })
     st.download_button("Download results (CSV)", support.csv_bytes(rows), "results.csv", "text/csv",
                        on_click="ignore", key="csv")
@@ -165,7 +187,7 @@ def scan_ui(index: int, analysis, explanation, method: tuple[str, str], target: 
             alpha: float, model_id: str) -> None:
     """One scan: original with crop box, cropped brain and overlay; probability, label, notes, downloads."""
     (method_label, method_value), (target_label, target_value) = method, target
-    with st.container(border=True):
+    with st.container(border=True, key=f"scan-{index}"):  # key: a stable CSS class for browser tests
         st.subheader(analysis.name)
         st.metric("Tumour probability", f"{analysis.probability:.1%}")
         st.markdown(f"Label at the model's threshold ({analysis.threshold:.2f}): **{analysis.label}**")
@@ -193,6 +215,7 @@ def scan_ui(index: int, analysis, explanation, method: tuple[str, str], target: 
 
 
 def main() -> None:
+    keep_keras_session()
     st.set_page_config(page_title="Brain MRI tumour detector", layout="wide")
     st.title("Brain MRI tumour detector")
     st.warning(support.DISCLAIMER)

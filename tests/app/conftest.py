@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -19,9 +18,19 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from streamlit.runtime.scriptrunner import script_runner  # noqa: E402
+
+#: Streamlit's own post-run clean-up, saved before any app run replaces it.
+STREAMLIT_CLEAN_UP = script_runner._clean_problem_modules
+
+
+@pytest.fixture()
+def streamlit_clean_up(monkeypatch):
+    """Streamlit's original post-run clean-up back in place (the app must replace it again)."""
+    monkeypatch.setattr(script_runner, "_clean_problem_modules", STREAMLIT_CLEAN_UP)
+    return STREAMLIT_CLEAN_UP
+
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # `pytest` without `python -m`: make `core` and `app_support` importable
-    sys.path.insert(0, str(REPO))
 APP = REPO / "streamlit_app.py"
 DATA = REPO.parent / "shared" / "data"
 TUMOUR_JPEG = DATA / "br35h" / "yes" / "y0.jpg"
@@ -53,9 +62,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     64 px, not 32: conv5's map is then 2x2 instead of 1x1, so explanations are not blank.
     """
+    import keras
+
     from core.model import build_model, save_classifier
 
     directory = tmp_path_factory.mktemp("tiny-model")
+    keras.utils.set_random_seed(20261127)  # the same tiny model every run
     model = build_model(weights=None, input_size=64)
     card = {
         "name": "test-model",

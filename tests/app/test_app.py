@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import app_support
-from core.io import read_scan
+from core.io import ScanError, read_scan
 from core.model import load_classifier
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -132,11 +132,26 @@ def test_bad_file_gives_message_and_others_still_work(model_env, request, jpeg_b
     _assert_clean(at)
     assert len(at.error) == 1
     message = at.error[0].value
-    assert name in message and len(message) < 500
+    with pytest.raises(ScanError) as raised:  # the page shows core's own message for the file
+        read_scan(request.getfixturevalue(fixture), name=name)
+    assert message == str(raised.value) and name in message and len(message) < 500
     assert [s.value for s in at.subheader if s.value != "All results"] == ["good.jpg"]
     assert len(at.metric) == 1
     row = at.dataframe[0].value.set_index("file").loc[name]
     assert row["label"] == "—" and row["error"] == message
+
+
+def test_unexpected_failure_gives_a_friendly_message(model_env, jpeg_bytes, monkeypatch, caplog):
+    def broken(data, *, name=None):
+        raise RuntimeError("internal detail /srv/secret")
+
+    monkeypatch.setattr(app_support, "read_scan", broken)
+    at = _upload(_app(), [("odd.jpg", jpeg_bytes)])
+    _assert_clean(at)
+    assert at.error[0].value.startswith("odd.jpg: this file could not be analysed.")
+    assert "secret" not in _page_text(at)
+    logged = [r.getMessage() for r in caplog.records if r.name == "brain_mri.app"]
+    assert logged == ["Analysis failed: RuntimeError"]  # the type only: no file name, no content
 
 
 def test_opacity_change_only_reblends(model_env, jpeg_bytes, monkeypatch):
@@ -202,3 +217,16 @@ def test_notes_are_worded_when_they_apply(classifier, jpeg_bytes):
     confident = dataclasses.replace(analysis, probability=0.99,
                                     crop=dataclasses.replace(analysis.crop, fell_back=False))
     assert app_support.notes(confident, None) == []
+
+
+def test_reruns_keep_the_keras_session(model_env, jpeg_bytes, monkeypatch, streamlit_clean_up):
+    """Streamlit would call keras.backend.clear_session() after each run (emptying TF's kernel
+    cache: ~1 s on the next inference); the app switches that off."""
+    import keras
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
+    at = _upload(_app(), [("scan.jpg", jpeg_bytes)])
+    at.slider[0].set_value(0.7).run()
+    _assert_clean(at)
+    assert cleared == []

@@ -1,0 +1,162 @@
+"""Benchmark the app through the real server and a headless browser. Prints figures; asserts nothing.
+
+    python bench/bench_app.py [--model-dir DIR] [--scans 100] [--latency-runs 5]
+
+1. Latency: time from handing one 512x512 JPEG to the page until its probability and
+   three images are shown, after warm-up; plus the app's per-scan compute in-process
+   (`app_support.analyse` + `explain_scan`, the calls the app makes) for comparison.
+2. Memory: the server's resident memory (VmRSS) while one browser session uploads,
+   views and removes `--scans` different scans one after another, printed every 20.
+
+Model: --model-dir, else $BRAIN_MRI_MODEL_DIR, else the shipped model, else a temporary
+random-init 224-px ResNet50 (same graph and cost as the real one; its numbers are meaningless).
+Needs Chromium at /usr/bin/chromium (or $CHROMIUM_PATH) and the data under ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from PIL import Image  # noqa: E402
+
+from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, _free_port, _wait_healthy  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "br35h"
+
+
+def jpeg_512(path: Path) -> bytes:
+    """A real scan resized to 512x512 and encoded as JPEG, in memory."""
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").resize((512, 512)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def model_dir(choice: str | None, scratch: Path) -> tuple[Path, str]:
+    from core.model import DEFAULT_MODEL_DIR, build_model, save_classifier
+
+    for candidate, what in ((choice, "--model-dir"), (os.environ.get("BRAIN_MRI_MODEL_DIR"), "$BRAIN_MRI_MODEL_DIR"),
+                            (str(DEFAULT_MODEL_DIR), "shipped model")):
+        if candidate and (Path(candidate) / "model_card.json").is_file():
+            return Path(candidate), what
+    card = {"name": "bench-random-init", "threshold": 0.5, "data": "none (random initialisation)",
+            "metrics": {}}
+    return save_classifier(build_model(weights=None, input_size=224), card, scratch / "model"), \
+        "temporary random-init 224-px ResNet50"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def in_process_latency(directory: Path, scans: list[bytes]) -> list[float]:
+    import app_support
+    from core.model import load_classifier
+
+    classifier = load_classifier(directory)
+    app_support.warm_up(classifier)
+    times = []
+    for data in scans:
+        start = time.perf_counter()
+        analysis = app_support.analyse(classifier, data, "scan.jpg")
+        app_support.explain_scan(classifier, analysis, "gradcam", "tumour").overlay(0.4, on="crop")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def show(page, name: str, data: bytes) -> float:
+    """Upload one scan and wait for its probability and three rendered images; seconds taken."""
+    card = page.locator('[class*="st-key-scan-"]').filter(has=page.get_by_role("heading", name=name))
+    start = time.perf_counter()
+    page.locator('input[type="file"]').set_input_files(files=[{"name": name, "mimeType": "image/jpeg",
+                                                                "buffer": data}])
+    card.get_by_test_id("stMetricValue").wait_for()
+    shown = time.perf_counter() - start
+    page.wait_for_function(IMAGES_RENDERED, arg=3)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(f"    {name}: probability after {shown:.2f} s, images after {time.perf_counter() - start:.2f} s")
+    return time.perf_counter() - start
+
+
+def remove_all(page) -> None:
+    while page.get_by_test_id("stFileChipDeleteBtn").count():
+        page.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
+        page.wait_for_timeout(100)
+    page.locator('[class*="st-key-scan-"]').first.wait_for(state="detached")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir")
+    parser.add_argument("--scans", type=int, default=100)
+    parser.add_argument("--latency-runs", type=int, default=5)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    files = sorted((DATA / "yes").glob("*.jpg"))[: args.scans] + sorted((DATA / "no").glob("*.jpg"))
+    files = files[: max(args.scans, args.latency_runs) + 1]
+    with tempfile.TemporaryDirectory() as scratch:
+        directory, what = model_dir(args.model_dir, Path(scratch))
+        print(f"model: {what} ({directory}); cpu cores: {os.cpu_count()}; load average: {os.getloadavg()}")
+        latency_scans = [jpeg_512(f) for f in files[1 : args.latency_runs + 1]]
+        compute = in_process_latency(directory, latency_scans)
+        print(f"in-process per-scan compute (read, crop, predict, Grad-CAM, overlay) for a 512x512 JPEG: "
+              f"median {statistics.median(compute):.3f} s, max {max(compute):.3f} s over {len(compute)}")
+
+        port = _free_port()
+        env = {**os.environ, "BRAIN_MRI_MODEL_DIR": str(directory)}
+        log = Path(scratch) / "streamlit.log"
+        with open(log, "wb") as output:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+                 "--server.address", "127.0.0.1", "--server.port", str(port)],
+                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_healthy(url, server, log)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(300_000)
+                page.goto(url)
+                page.locator('input[type="file"]').wait_for(state="attached")
+                warm = show(page, "warm-up.jpg", jpeg_512(files[0]))
+                remove_all(page)
+                print(f"first scan (model already warmed up at load): {warm:.2f} s; server RSS {rss_mb(server.pid):.0f} MB")
+                times = []
+                for i, data in enumerate(latency_scans):
+                    times.append(show(page, f"latency-{i}.jpg", data))
+                    remove_all(page)
+                print(f"upload -> probability + 3 images in the browser, 512x512 JPEG, after warm-up: "
+                      f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)}")
+
+                print(f"memory: server RSS while one session views {args.scans} scans one after another")
+                start = time.perf_counter()
+                for i in range(args.scans):
+                    show(page, f"m{i:03d}.jpg", jpeg_512(files[i % len(files)]))
+                    remove_all(page)
+                    if i == 0 or (i + 1) % 20 == 0:
+                        print(f"  after {i + 1:3d} scans: {rss_mb(server.pid):.0f} MB "
+                              f"({time.perf_counter() - start:.0f} s)", flush=True)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up .venv with the test tools and run the whole test suite.
+# The browser tests need Chromium at /usr/bin/chromium: installed here when running as root
+# with apt-get available, otherwise those tests skip and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "Could not install chromium; browser tests will skip."
+fi
+bash scripts/setup_env.sh requirements-dev.txt
+export TF_CPP_MIN_LOG_LEVEL=2
+exec .venv/bin/python -m pytest "$@"
