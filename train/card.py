@@ -77,7 +77,7 @@ def record_external_results(model_dir, outcome: dict) -> Path:
         card["external_test"][name] = {
             "data": outcome["data"],
             "excluded_duplicates_of": outcome["excluded_duplicates_of"],
-            "duplicates_removed": outcome["report"]["duplicates"],
+            "duplicates_removed": outcome["report"]["duplicates"].get(name, {}),
             **{k: v for k, v in result.items() if k != "reliability"},
         }
     return write_json(Path(model_dir) / CARD_FILE, card)

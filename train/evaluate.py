@@ -76,9 +76,13 @@ def run(args) -> dict:
                                         [e.pixel_sha for e in train_entries],
                                         np.stack([e.dhash for e in train_entries]), args.near_threshold)
         removed = {m.query for m in matches}
-        report["duplicates"] = {"exact": sum(m.kind == "exact" for m in matches),
-                                "near": sum(m.kind == "near" for m in matches),
-                                "near_threshold": args.near_threshold}
+        for source in sorted({s.source for s, _ in kept}):
+            members = [i for i, (s, _) in enumerate(kept) if s.source == source]
+            found = [m for m in matches if kept[m.query][0].source == source]
+            report["duplicates"][source] = {
+                "checked": len(members), "exact": sum(m.kind == "exact" for m in found),
+                "near": sum(m.kind == "near" for m in found), "kept": len(members) - len(found),
+                "near_threshold": args.near_threshold}
         kept = [item for i, item in enumerate(kept) if i not in removed]
     sets = {}
     for source in sorted({s.source for s, _ in kept}):
@@ -93,9 +97,9 @@ def run(args) -> dict:
 
 def _summary(outcome: dict) -> str:
     lines = [f"model {outcome['model']}"]
-    dup = outcome["report"]["duplicates"]
-    if dup:
-        lines.append(f"removed duplicates of training scans: {dup['exact']} exact, {dup['near']} near")
+    for source, dup in outcome["report"]["duplicates"].items():
+        lines.append(f"{source}: removed {dup['exact']} exact and {dup['near']} near copies of training scans, "
+                     f"kept {dup['kept']} of {dup['checked']}")
     for name, r in outcome["results"].items():
         auc = "n/a" if r["auc"] is None else f"{r['auc']:.4f} [{r['auc_ci95'][0]:.4f}, {r['auc_ci95'][1]:.4f}]"
         card = r["at_card"]
