@@ -35,19 +35,26 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", nargs="*", default=[], metavar="DIR",
                         help="external test folders, each reported on its own (duplicates removed)")
     parser.add_argument("--negative-classes", nargs="+", default=list(NEGATIVE_CLASSES), metavar="NAME",
-                        help="class folder names meaning 'no tumour', any case (default: %(default)s)")
+                        help="class folder names meaning 'no tumour', any case")
     parser.add_argument("--near-threshold", type=int, default=dedup.NEAR_THRESHOLD,
-                        help="largest 256-bit dHash Hamming distance counted as a near duplicate (default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=224, help="input side in pixels (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for splits, order and augmentation (default 0)")
+                        help="largest 256-bit dHash Hamming distance counted as a near duplicate")
+    parser.add_argument("--image-size", type=int, default=224, help="input side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="seed for splits, weight initialisation, order and augmentation")
     parser.add_argument("--workers", type=int, default=4,
-                        help="processes for cropping and threads for augmentation (default %(default)s)")
-    parser.add_argument("--cache-dir", type=Path, help="crop cache (default $BRAIN_MRI_CACHE or ~/.cache/brain-mri)")
+                        help="processes for cropping and threads for augmentation")
+    parser.add_argument("--cache-dir", type=Path, help="crop cache (default: $BRAIN_MRI_CACHE or ~/.cache/brain-mri/crops)")
+
+
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (the help then says what happens)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpWithDefaults)
     add_data_arguments(p)
     p.add_argument("--prepared", type=Path, metavar="BUNDLE", help="train on a bundle from `python -m train.prepare`")
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="folder for the run's results")
@@ -127,14 +134,14 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     started = time.time()
     try:
-        from train.run import run
-
         check_arguments(args)
         settings = settings_of(args)
         if args.resume:
             _check_resume(args.out, settings)
         elif (args.out / "model").exists() or (args.out / "checkpoint").exists():
             raise DataError(f"{args.out} already holds a run. Choose another --out, or add --resume.")
+        from train.run import run  # imports the backend: only once the arguments are known to be good
+
         run(args, settings)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -143,6 +143,12 @@ def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=224
             "validation", val_samples, val_entries, train_entries, train_samples, near_threshold, report)
         report["validation"] = "separate folders, duplicates of training scans removed"
     if len(val_samples) < MIN_VALIDATION or len({s.label for s in val_samples}) < 2:
+        if val_split is not None:
+            raise DataError(
+                f"Holding out {val_split:.0%} of the training folders gives a validation set of {len(val_samples)} "
+                f"scans ({sum(s.label for s in val_samples)} tumour): too few to steer training (at least "
+                f"{MIN_VALIDATION}, both classes). Raise --val-split or add training scans."
+            )
         raise DataError(
             f"After removing copies of training scans, the validation set has {len(val_samples)} scans "
             f"({sum(s.label for s in val_samples)} tumour): too few to steer training. "

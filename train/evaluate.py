@@ -40,20 +40,23 @@ def evaluate_sets(predict_inputs, sets: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
+    from train.cli import HelpWithDefaults
+
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpWithDefaults)
     parser.add_argument("--model", required=True, help="model directory (model.keras + model_card.json)")
     parser.add_argument("--data", nargs="+", required=True, help="labelled folders (class subfolders)")
     parser.add_argument("--exclude-duplicates-of", nargs="*", default=[], metavar="DIR",
                         help="training folders: exact and near duplicates of their scans are removed first")
     parser.add_argument("--negative-classes", nargs="+", default=list(NEGATIVE_CLASSES),
-                        help="folder names meaning 'no tumour' (default: %(default)s)")
+                        help="folder names meaning 'no tumour'")
     parser.add_argument("--near-threshold", type=int, default=dedup.NEAR_THRESHOLD,
                         help="largest dHash Hamming distance (of 256) counted as a near duplicate")
     parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
     parser.add_argument("--write-card", action="store_true",
                         help="record these results as the model card's external test metrics")
-    parser.add_argument("--workers", type=int, default=1, help="processes for cropping (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--workers", type=int, default=1, help="processes for cropping")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
 

@@ -29,11 +29,15 @@ class Interrupted(Exception):
 
 
 def compile_model(model, lr: float, label_smoothing: float) -> None:
-    """Adam, label-smoothed binary cross-entropy, accuracy and AUC (the recipe)."""
+    """Adam, label-smoothed binary cross-entropy, accuracy and AUC (the recipe).
+
+    The metrics honour sample weights, so the zero-weight padding of a last
+    validation batch (see pipeline.EvalBatches) never counts.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        weighted_metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
 
 

@@ -54,18 +54,33 @@ class TrainBatches(keras.utils.PyDataset):
 
 
 class EvalBatches(keras.utils.PyDataset):
-    """Unaugmented batches in order (x only, or (x, y) when labels are given)."""
+    """Unaugmented batches in order (x only, or (x, y) when labels are given).
 
-    def __init__(self, crops, labels=None, batch_size=64):
+    multiple_of > 1 (the replica count): a last batch that does not split evenly
+    over the replicas is padded with copies of its last scan, and (x, y, weight)
+    is returned with weight 0 on the copies, so losses and metrics are unchanged
+    (JAX's DataParallel cannot shard an uneven batch).
+    """
+
+    def __init__(self, crops, labels=None, batch_size=64, multiple_of=1):
         super().__init__()
-        self.crops, self.labels, self.batch_size = crops, labels, batch_size
+        self.crops, self.labels, self.batch_size, self.multiple_of = crops, labels, batch_size, multiple_of
 
     def __len__(self) -> int:
         return math.ceil(len(self.crops) / self.batch_size)
 
     def __getitem__(self, index):
         window = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        x = caffe_normalise(self.crops[window])
+        crops = self.crops[window]
+        pad = -len(crops) % self.multiple_of
+        if pad:
+            crops = np.concatenate([crops, np.repeat(crops[-1:], pad, axis=0)])
+        x = caffe_normalise(crops)
         if self.labels is None:
             return (x,)
-        return x, np.asarray(self.labels[window], dtype=np.float32)[:, None]
+        y = np.asarray(self.labels[window], dtype=np.float32)[:, None]
+        if self.multiple_of == 1:
+            return x, y
+        weight = np.ones(len(y) + pad, dtype=np.float32)
+        weight[len(y):] = 0
+        return x, np.concatenate([y, np.repeat(y[-1:], pad, axis=0)]), weight

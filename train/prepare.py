@@ -10,13 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from train.cli import add_data_arguments
+from train.cli import HelpWithDefaults, add_data_arguments
 from train.data import DataError
 from train.dataset import prepare, save_bundle
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.prepare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.prepare", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpWithDefaults)
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="bundle file to write (.npz)")
     parser.add_argument("--jpeg-quality", type=int, metavar="Q",

@@ -42,8 +42,15 @@ def _augmentation(train_crops, settings):
 
 def _write_results(run_dir, model, settings, prepared, history, placement, log):
     """Evaluate, then write metrics, plots, history and (last) the model with its card."""
+    # evaluate_sets passes at most 64 inputs at a time; padding every call to one size that splits evenly
+    # over the replicas compiles prediction once and lets JAX's DataParallel shard the last, short batch.
+    chunk = -(-64 // placement.replicas) * placement.replicas
+
     def predict_inputs(x):
-        return np.asarray(model.predict(x, verbose=0, batch_size=64))[:, 0]
+        n = len(x)
+        size = max(chunk, -(-n // placement.replicas) * placement.replicas)
+        x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
+        return np.asarray(model.predict(x, verbose=0, batch_size=chunk))[:n, 0]
 
     val = {"validation": prepared.subset("val")}
     val_results, val_scores = evaluate_sets(predict_inputs, val, {"0.5": 0.5}, seed=settings["seed"])
@@ -77,6 +84,9 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
 
 def run(args, settings, log=print) -> None:
     """Everything `python -m train` does after its arguments are checked."""
+    import keras
+
+    keras.utils.set_random_seed(settings["seed"])  # weight initialisation and dropout
     placement = distribute.place(args.cpu_replicas)
     try:
         distribute.check_batch_size(settings["batch_size"], placement.replicas)
@@ -94,7 +104,8 @@ def run(args, settings, log=print) -> None:
         f"testing on {int(np.sum(prepared.split == 'test'))} (after de-duplication).")
     train_batches = TrainBatches(train_crops, train_labels, settings["batch_size"],
                                  _augmentation(train_crops, settings), seed=settings["seed"], workers=args.workers)
-    val_batches = EvalBatches(*prepared.subset("val"), batch_size=settings["batch_size"])
+    val_batches = EvalBatches(*prepared.subset("val"), batch_size=settings["batch_size"],
+                              multiple_of=placement.replicas)
     try:
         model, history = train(settings, train_batches, val_batches, args.out, placement, args.resume, log)
     except Interrupted as stop:
