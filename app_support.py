@@ -200,12 +200,49 @@ def _interval_for(key: str, siblings: dict) -> Any:
     return None
 
 
+def _training_data(card: dict[str, Any]) -> str:
+    """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
+    counts = card.get("data", {}).get("counts_after_deduplication", {})
+    parts = []
+    for split, sources in counts.items():
+        for source, n in sources.items():
+            parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
+    if card.get("initialisation"):
+        parts.append(f"initialisation: {card['initialisation']}")
+    return "; ".join(parts)
+
+
+def _external_results(card: dict[str, Any]) -> str:
+    """One phrase per external test source: AUC with its interval, balanced accuracy, size."""
+    parts = []
+    for source, result in card.get("external_test", {}).items():
+        if result.get("auc") is None:
+            parts.append(f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)")
+            continue
+        low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
+        at = result.get("at_card", {})
+        removed = result.get("duplicates_removed", {})
+        text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
+                f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
+                f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")
+        if removed:
+            text += f", after removing {removed.get('exact', 0) + removed.get('near', 0)} copies of training scans"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def card_summary(card: dict[str, Any]) -> dict[str, str]:
-    """What the page always shows about the model, taken from its model card."""
+    """What the page always shows about the model, taken from its model card.
+
+    Cards written by `python -m train` are summarised (training counts, external test
+    results); other cards' `data` and `metrics` entries are shown as given.
+    """
+    data = _training_data(card) or describe(card.get("data", "not stated in the model card"))
+    metrics = _external_results(card) or describe(card.get("metrics", "not stated in the model card"))
     return {
         "name": str(card.get("name", "unnamed model")),
-        "data": describe(card.get("data", "not stated in the model card")),
-        "metrics": describe(card.get("metrics", "not stated in the model card")),
+        "data": data,
+        "metrics": metrics,
         "threshold": _number(float(card.get("threshold", 0.5))),
         "weights_sha256": str(card.get("weights_sha256", "unknown")),
     }

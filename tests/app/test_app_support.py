@@ -1,0 +1,37 @@
+"""The model panel's summary of a trainer-written model card (the shipped one)."""
+
+from __future__ import annotations
+
+import json
+
+import app_support
+from core.model import CARD_FILE, DEFAULT_MODEL_DIR
+
+
+def shipped_card() -> dict:
+    return json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+
+
+def test_summary_shows_external_results_not_validation():
+    card = shipped_card()
+    summary = app_support.card_summary(card)
+    mos = card["external_test"]["mos/Testing"]
+    low, high = mos["auc_ci95"]
+    assert f"mos/Testing: AUC {mos['auc']:.3f} (95% CI {low:.3f}–{high:.3f})" in summary["metrics"]
+    assert f"{mos['scans']} scans ({mos['no_tumour']} without tumour)" in summary["metrics"]
+    assert "validation" not in summary["metrics"]
+
+
+def test_summary_shows_training_counts_and_initialisation():
+    card = shipped_card()
+    summary = app_support.card_summary(card)
+    train = card["data"]["counts_after_deduplication"]["train"]
+    for source, counts in train.items():
+        assert f"train: {source} {counts['tumour']} tumour / {counts['no_tumour']} no tumour" in summary["data"]
+    assert card["initialisation"] in summary["data"]
+    assert summary["threshold"] == f"{card['threshold']:.3f}"
+
+
+def test_single_class_external_set_says_auc_is_undefined():
+    card = {"external_test": {"small": {"auc": None, "scans": 5}}}
+    assert "small: AUC not defined (5 scans of one class)" in app_support.card_summary(card)["metrics"]
