@@ -202,10 +202,13 @@ def _interval_for(key: str, siblings: dict) -> Any:
 
 def _training_data(card: dict[str, Any]) -> str:
     """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
-    counts = card.get("data", {}).get("counts_after_deduplication", {})
+    data = card.get("data")
+    counts = data.get("counts_after_deduplication") if isinstance(data, dict) else None
     parts = []
-    for split, sources in counts.items():
-        for source, n in sources.items():
+    for split, sources in (counts.items() if isinstance(counts, dict) else ()):
+        for source, n in (sources.items() if isinstance(sources, dict) else ()):
+            if not isinstance(n, dict):
+                continue
             parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
     if card.get("initialisation"):
         parts.append(f"initialisation: {card['initialisation']}")
@@ -215,13 +218,16 @@ def _training_data(card: dict[str, Any]) -> str:
 def _external_results(card: dict[str, Any]) -> str:
     """One phrase per external test source: AUC with its interval, balanced accuracy, size."""
     parts = []
-    for source, result in card.get("external_test", {}).items():
+    results = card.get("external_test")
+    for source, result in (results.items() if isinstance(results, dict) else ()):
+        if not isinstance(result, dict):
+            continue
         if result.get("auc") is None:
             parts.append(f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)")
             continue
         low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
         at = result.get("at_card", {})
-        removed = result.get("duplicates_removed", {})
+        removed = result.get("duplicates_removed") or {}
         text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
                 f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
                 f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")

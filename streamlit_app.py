@@ -78,7 +78,12 @@ def classifier_ui():
 
 def model_ui(classifier) -> None:
     """What model is running and what it was trained on, from its model card."""
-    summary = support.card_summary(classifier.card)
+    try:
+        summary = support.card_summary(classifier.card)
+    except Exception as error:  # a malformed card must not take the page down
+        log.error("Model card summary failed: %s", type(error).__name__)
+        st.error("The model card could not be read; the model's provenance is unknown.")
+        return
     with st.container(border=True):
         st.markdown(f"**Model:** `{classifier.model_id}` · decision threshold **{summary['threshold']}**")
         st.caption(f"**Trained on:** {summary['data']}")
@@ -236,8 +241,12 @@ def main() -> None:
         if isinstance(analysis, str):
             st.error(analysis)
         else:
-            scan_ui(index, analysis, explanation, (method_label, method), (target_label, target),
-                    alpha, classifier.model_id)
+            try:
+                scan_ui(index, analysis, explanation, (method_label, method), (target_label, target),
+                        alpha, classifier.model_id)
+            except Exception as error:
+                log.error("Drawing a result failed: %s", type(error).__name__)
+                st.error(f"{name}: {GENERIC_FAILURE}")
 
 
 main()

@@ -262,7 +262,11 @@ def _progress(rows: Iterator[Row], total: int) -> Iterator[Row]:
 
 
 class _open_csv:
-    """Context manager: the CSV file (newline='' as csv wants) or stdout, never closing stdout."""
+    """Context manager: the CSV file (newline='' as csv wants) or stdout, never closing stdout.
+
+    The file is written under a temporary name and renamed into place when the
+    run completes, so an interrupted run never leaves a half-written CSV.
+    """
 
     def __init__(self, path: str | None) -> None:
         self.path = path
@@ -272,9 +276,14 @@ class _open_csv:
         if self.path is None:
             return sys.stdout
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "w", newline="", encoding="utf-8")
+        self.tmp = Path(self.path).with_name(f".{Path(self.path).name}.tmp")
+        self.handle = open(self.tmp, "w", newline="", encoding="utf-8")
         return self.handle
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.handle is not None:
             self.handle.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)

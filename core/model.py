@@ -221,7 +221,7 @@ class Classifier:
 def _no_model_message(directory: Path) -> str:
     return (
         f"No trained model found in {directory}. Train one with "
-        "`python -m train --train DIR --val-split 0.1 --out RUN_DIR` and pass RUN_DIR, "
+        "`python -m train --train DIR --val-split 0.1 --out RUN_DIR` and pass RUN_DIR/model, "
         f"or copy a model directory ({MODEL_FILE} + {CARD_FILE}) to {DEFAULT_MODEL_DIR}."
     )
 

@@ -44,6 +44,7 @@ def settings_key(size: int) -> str:
         "crop_version": crop_module.CROP_VERSION,
         "threshold": crop_module.THRESHOLD,
         "dark_fraction": crop_module.DARK_FRACTION,
+        "background_band": crop_module.BACKGROUND_BAND,
         "search_size": crop_module.SEARCH_SIZE,
         "min_area": crop_module.MIN_AREA_FRACTION,
         "min_contrast": crop_module.MIN_CONTRAST,

@@ -48,7 +48,8 @@ def build_card(name: str, settings: dict, data_report: dict, threshold: float, t
                            f"weights file {Path(str(settings['weights'])).name}"),
         "command": " ".join(["python -m train"] + sys.argv[1:]),
         "seed": settings["seed"],
-        "recipe": {key: value for key, value in settings.items() if key not in ("seed",)},
+        "recipe": {key: value for key, value in settings.items() if key not in ("seed", "data")},
+        "data_options": settings.get("data"),
         "training_placement": placement,
         "versions": versions(),
         "data": {
@@ -70,11 +71,17 @@ def build_card(name: str, settings: dict, data_report: dict, threshold: float, t
 
 
 def record_external_results(model_dir, outcome: dict) -> Path:
-    """Store an evaluation (from train.evaluate) as the card's external test results; weights untouched."""
+    """Store an evaluation (from train.evaluate) in the model card; the weights are untouched.
+
+    With duplicates of the training data excluded it becomes `external_test`; without, it
+    goes to `test_including_training_copies`, so leaky numbers never pass for external ones.
+    """
     card = read_card(model_dir)
-    card.setdefault("external_test", {})
+    # Numbers on sets that may hold copies of the training data are kept apart from the external test.
+    key = "external_test" if outcome["excluded_duplicates_of"] else "test_including_training_copies"
+    card.setdefault(key, {})
     for name, result in outcome["results"].items():
-        card["external_test"][name] = {
+        card[key][name] = {
             "data": outcome["data"],
             "excluded_duplicates_of": outcome["excluded_duplicates_of"],
             "duplicates_removed": outcome["report"]["duplicates"].get(name, {}),

@@ -21,7 +21,7 @@ from train.data import NEGATIVE_CLASSES, DataError
 #: Settings that define a run; --resume refuses to continue with different values.
 RUN_SETTINGS = ("weights", "trainable_from", "image_size", "batch_size", "lr", "label_smoothing", "patience",
                 "lr_factor", "lr_patience", "hist_match_p", "rotation", "shift", "zoom", "shear", "brightness",
-                "hflip", "vflip", "seed", "near_threshold")
+                "hflip", "vflip", "seed", "near_threshold", "data")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +117,9 @@ def settings_of(args) -> dict:
         "lr_patience": args.lr_patience, "hist_match_p": args.hist_match_p, "rotation": args.rotation,
         "shift": args.shift, "zoom": args.zoom, "shear": args.shear, "brightness": list(args.brightness),
         "hflip": args.hflip, "vflip": args.vflip, "seed": args.seed, "near_threshold": args.near_threshold,
+        "data": {"train": args.train, "val": args.val, "val_split": args.val_split, "test": args.test,
+                 "prepared": None if args.prepared is None else str(args.prepared),
+                 "negative_classes": list(args.negative_classes)},
     }
 
 

@@ -1,9 +1,8 @@
 """Find labelled scans in folders.
 
 A data folder holds class folders (``yes/``, ``no/``, ``glioma/``...), at any
-depth. A file's label comes from the nearest enclosing folder whose name is a
-known class: negative names mean "no tumour" (0), every other class folder
-means "tumour" (1). The source of a file is the data folder it was found under.
+depth. A file's class is the folder that directly contains it: negative names
+mean "no tumour" (0), every other class folder means "tumour" (1). The source of a file is the data folder it was found under.
 """
 
 from __future__ import annotations

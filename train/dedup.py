@@ -95,8 +95,11 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed:
         raise ValueError(f"The validation fraction must be between 0 and 1. Received: {fraction!r}")
     rng = np.random.default_rng(seed)
     held_out = np.zeros(len(groups), dtype=bool)
+    first_label = {}
+    for group, label in zip(groups.tolist(), labels.tolist()):
+        first_label.setdefault(group, label)
     for label in (0, 1):
-        class_groups = np.unique(groups[labels == label])
+        class_groups = np.array(sorted(g for g, l in first_label.items() if l == label))
         rng.shuffle(class_groups)
         target = fraction * np.sum(labels == label)
         taken = 0

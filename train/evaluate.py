@@ -87,6 +87,9 @@ def run(args) -> dict:
                 "near": sum(m.kind == "near" for m in found), "kept": len(members) - len(found),
                 "near_threshold": args.near_threshold}
         kept = [item for i, item in enumerate(kept) if i not in removed]
+    if not kept:
+        raise DataError("No readable scans are left to evaluate (after skipping unreadable files and removing "
+                        "copies of the training data). Check --data and --exclude-duplicates-of.")
     sets = {}
     for source in sorted({s.source for s, _ in kept}):
         members = [(s, e) for s, e in kept if s.source == source]

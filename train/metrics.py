@@ -28,8 +28,11 @@ def auc_with_interval(labels, probs, rounds: int = BOOTSTRAP_ROUNDS, seed: int =
         pick = rng.integers(0, len(labels), len(labels))
         if labels[pick].min() != labels[pick].max():
             values.append(skm.roc_auc_score(labels[pick], probs[pick]))
+    auc = float(skm.roc_auc_score(labels, probs))
+    if not values:  # no resample held both classes (a tiny set): no interval rather than a made-up one
+        return {"auc": auc, "auc_ci95": None}
     low, high = np.percentile(values, [2.5, 97.5])
-    return {"auc": float(skm.roc_auc_score(labels, probs)), "auc_ci95": [float(low), float(high)]}
+    return {"auc": auc, "auc_ci95": [float(low), float(high)]}
 
 
 def at_threshold(labels, probs, threshold: float) -> dict:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from train.report import write_json
 
 #: Arrays with at least this many values travel as float16.
 HALF_PRECISION_FROM = 65536
@@ -42,10 +45,12 @@ def pack(model_dir, out_dir, max_mb: float = 15.0) -> list[Path]:
     paths = []
     for number, shard in enumerate(shards):
         path = out_dir / f"weights_{number:02d}.npz"
-        np.savez(path, **shard)
+        tmp = out_dir / f".{path.name}.tmp.npz"
+        np.savez(tmp, **shard)
+        os.replace(tmp, path)
         paths.append(path)
     manifest = {"input_size": classifier.input_size, "shards": [p.name for p in paths], "card": classifier.card}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_json(out_dir / "manifest.json", manifest)  # last: shards without a manifest are never read
     return paths
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import app_support
 from core.model import CARD_FILE, DEFAULT_MODEL_DIR
 
@@ -35,3 +37,16 @@ def test_summary_shows_training_counts_and_initialisation():
 def test_single_class_external_set_says_auc_is_undefined():
     card = {"external_test": {"small": {"auc": None, "scans": 5}}}
     assert "small: AUC not defined (5 scans of one class)" in app_support.card_summary(card)["metrics"]
+
+
+@pytest.mark.parametrize("card", [
+    {"data": "Br35H, 3000 slices"},
+    {"data": {"counts_after_deduplication": {"train": 5}}},
+    {"data": {"counts_after_deduplication": {"train": {"br35h": "many"}}}},
+    {"external_test": "MOS"},
+    {"external_test": {"mos": "good"}},
+])
+def test_malformed_cards_are_shown_as_given_without_raising(card):
+    summary = app_support.card_summary(card)
+    assert set(summary) == {"name", "data", "metrics", "threshold", "weights_sha256"}
+    assert all(isinstance(value, str) for value in summary.values())

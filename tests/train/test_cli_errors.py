@@ -53,7 +53,7 @@ def outcomes(shared_data, tmp_path_factory, cli_env):
     (tmp / "out_out_holds_a_run" / "model" / "model_card.json").write_text("{}")
     from train.cli import parser, settings_of
 
-    saved = settings_of(parser().parse_args(["--out", "x", *TINY]))
+    saved = settings_of(parser().parse_args(["--out", "x", *TINY, "--train", f"{tmp}/data", "--val-split", "0.2"]))
     resume_dir = tmp / "out_resume_changed_settings"
     (resume_dir / "checkpoint").mkdir(parents=True)
     (resume_dir / "run_settings.json").write_text(json.dumps(saved))
@@ -132,3 +132,14 @@ def test_help_documents_every_recipe_default():
         assert option in blocks, f"{option} missing from --help"
         defaults = re.findall(r"\(default:? ([^)]*)\)", blocks[option])
         assert any(value in default for default in defaults for value in values), (option, blocks[option])
+
+
+def test_resume_refuses_other_data(tmp_path):
+    from train.cli import _check_resume, parser, settings_of
+    from train.data import DataError
+
+    base = ["--out", str(tmp_path), *TINY, "--val-split", "0.2"]
+    (tmp_path / "run_settings.json").write_text(json.dumps(settings_of(parser().parse_args(base + ["--train", "a"]))))
+    _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "a"])))  # same data: accepted
+    with pytest.raises(DataError, match="these differ: data"):
+        _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "b"])))

@@ -93,3 +93,10 @@ def test_evaluate_bundles_everything():
     assert r["auc"] == pytest.approx(roc_auc_score(labels, probs))
     assert r["at_0.5"]["confusion"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 1}
     assert r["at_validation"]["confusion"] == {"tp": 3, "fn": 0, "fp": 1, "tn": 1}
+
+
+def test_no_interval_when_no_resample_holds_both_classes():
+    # two scans, one per class: 1 in 2 resamples mixes them, so a single round can easily miss;
+    # with zero rounds there is never a resample, and the interval must be None, not an error
+    result = metrics.auc_with_interval([0, 1], [0.2, 0.8], rounds=0)
+    assert result["auc"] == 1.0 and result["auc_ci95"] is None
