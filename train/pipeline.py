@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from core.preprocess import caffe_normalise
+from train.data import DataError
 
 
 class TrainBatches(keras.utils.PyDataset):
@@ -25,7 +26,7 @@ class TrainBatches(keras.utils.PyDataset):
     def __init__(self, crops, labels, batch_size, augment, seed=0, epoch=0, workers=1):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if len(crops) < batch_size:
-            raise ValueError(
+            raise DataError(
                 f"The batch size ({batch_size}) is larger than the training set ({len(crops)} scans). "
                 "Lower --batch-size."
             )
