@@ -5,7 +5,7 @@ is present, else synthetic slices) with every recipe step on (histogram
 matching p=0.3, one affine warp with flips, brightness) and prints images per
 second. Target: >= 1000 img/s. Run from the repo root:
 
-    /work/venv/bin/python bench/bench_augment.py [--images 200] [--seconds 5] [--threads 1]
+    .venv/bin/python bench/bench_augment.py [--images 200] [--seconds 5] [--threads 1]
 """
 
 from __future__ import annotations

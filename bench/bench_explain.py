@@ -6,7 +6,7 @@ one). Prints the one-off explainer build time, then per method the median and
 classifier.predict latency. Target: Grad-CAM median under 300 ms. Run from the
 repo root:
 
-    TF_CPP_MIN_LOG_LEVEL=2 /work/venv/bin/python bench/bench_explain.py [--runs 15]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/bench_explain.py [--runs 15]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ TensorFlow, model load) and on `--scans` scans (taken evenly from the four MOS
 classes). Prints the end-to-end rate and the steady-state rate with start-up
 subtracted. Run from the repo root:
 
-    TF_CPP_MIN_LOG_LEVEL=2 /work/venv/bin/python bench/bench_predict_cli.py [--scans 200] [--heatmaps]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/bench_predict_cli.py [--scans 200] [--heatmaps]
 """
 
 from __future__ import annotations

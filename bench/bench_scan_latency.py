@@ -4,7 +4,7 @@ Uses a real MOS Testing scan of 512x512 when ../shared/data is present (else a
 synthetic JPEG) and prints the median and 90th percentile over the runs, for
 the whole path and each step. Target: < 10 ms median. Run from the repo root:
 
-    /work/venv/bin/python bench/bench_scan_latency.py [--runs 200]
+    .venv/bin/python bench/bench_scan_latency.py [--runs 200]
 """
 
 from __future__ import annotations

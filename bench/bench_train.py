@@ -7,7 +7,7 @@ compiles, and the input pipeline alone (crop cache in memory -> augmented, norma
 Prints the implied time for one epoch of Br35H (3000 scans). Offline there are no ImageNet weights:
 the model is randomly initialised, which does not change the cost of a step. Run from the repo root:
 
-    /work/venv/bin/python bench/bench_train.py [--steps 10] [--batch-size 100] [--image-size 224]
+    .venv/bin/python bench/bench_train.py [--steps 10] [--batch-size 100] [--image-size 224]
         [--trainable-from conv4] [--workers 2] [--cache-dir DIR]
 """
 
