@@ -19,6 +19,7 @@ import numpy as np
 
 from core.crop import Crop, crop_brain
 from core.io import read_scan
+from core.preprocess import to_model_input
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
 METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", "Score-CAM": "scorecam"}
@@ -65,7 +66,8 @@ def analyse(classifier, data: bytes, name: str) -> Analysis:
     """Decode, crop and classify one upload. Raises `core.io.ScanError` for a bad file."""
     scan = read_scan(data, name=name)
     crop = crop_brain(scan.pixels)
-    probability = float(classifier.predict([scan.pixels])[0])
+    # the same path as Classifier.predict, reusing this crop instead of cropping again
+    probability = float(classifier.predict_inputs(to_model_input(crop.image, classifier.input_size)[None])[0])
     return Analysis(name=name, digest=digest_of(data), pixels=scan.pixels, crop=crop,
                     probability=probability, threshold=classifier.threshold)
 

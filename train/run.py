@@ -10,7 +10,7 @@ from train import distribute, metrics, report
 from train.card import build_card
 from train.data import DataError
 from train.dataset import load_bundle, prepare
-from train.evaluate import evaluate_sets
+from train.evaluate import predict_crops
 from train.fit import Interrupted, train
 from train.pipeline import EvalBatches, TrainBatches
 
@@ -42,7 +42,7 @@ def _augmentation(train_crops, settings):
 
 def _write_results(run_dir, model, settings, prepared, history, placement, log):
     """Evaluate, then write metrics, plots, history and (last) the model with its card."""
-    # evaluate_sets passes at most 64 inputs at a time; padding every call to one size that splits evenly
+    # predict_crops passes at most 64 inputs at a time; padding every call to one size that splits evenly
     # over the replicas compiles prediction once and lets JAX's DataParallel shard the last, short batch.
     chunk = -(-64 // placement.replicas) * placement.replicas
 
@@ -52,13 +52,13 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
         x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
         return np.asarray(model.predict(x, verbose=0, batch_size=chunk))[:n, 0]
 
-    val = {"validation": prepared.subset("val")}
-    val_results, val_scores = evaluate_sets(predict_inputs, val, {"0.5": 0.5}, seed=settings["seed"])
-    threshold = metrics.choose_threshold(*val_scores["validation"])
-    thresholds = {"0.5": 0.5, "validation": threshold}
     sets = {"validation": prepared.subset("val")}
     sets.update({f"test:{source}": prepared.source_subset("test", source) for source in prepared.test_sources()})
-    results, scores = evaluate_sets(predict_inputs, sets, thresholds, seed=settings["seed"])
+    scores = {name: (labels, predict_crops(predict_inputs, crops)) for name, (crops, labels) in sets.items()}
+    threshold = metrics.choose_threshold(*scores["validation"])
+    thresholds = {"0.5": 0.5, "validation": threshold}
+    results = {name: metrics.evaluate(labels, probs, thresholds, seed=settings["seed"])
+               for name, (labels, probs) in scores.items()}
     for name, result in results.items():
         auc = "n/a" if result["auc"] is None else f"{result['auc']:.4f} {result['auc_ci95']}"
         log(f"{name}: n={result['scans']} AUC {auc} balanced accuracy at {threshold:.3f}: "
