@@ -17,13 +17,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.crop import Crop, crop_brain
-from core.io import read_scan
-from core.preprocess import to_model_input
+from core.card import ModelCard
+from core.explain.registry import method_labels
+from core.labels import DISPLAY, label_for
+from core.pixels import to_rgb
+from core.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
-METHODS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", "Score-CAM": "scorecam"}
-TARGETS = {"Tumour": "tumour", "No tumour": "no_tumour"}
+TARGETS = {shown: label for label, shown in DISPLAY.items()}
 #: A probability within this distance of the threshold is called uncertain.
 NEAR_THRESHOLD = 0.10
 #: Crop-box colour (RGB) and line width as a fraction of the scan's longer side.
@@ -37,19 +38,24 @@ DISCLAIMER = (
 
 
 @dataclass(frozen=True)
-class Analysis:
-    """One scan run through `core`: pixels (uint8 HxW or HxWx3), its crop and tumour probability."""
+class Analysis(OfScan):
+    """One upload run through `core`: the prepared scan (pixels, crop, model input) and its probability."""
 
     name: str
     digest: str
-    pixels: np.ndarray
-    crop: Crop
+    scan: PreparedScan
     probability: float
     threshold: float
 
     @property
     def label(self) -> str:
+        """'tumour' or 'no_tumour' at the threshold (data spelling; `core.labels.display` for the screen)."""
         return label_for(self.probability, self.threshold)
+
+
+def methods() -> dict[str, str]:
+    """{label shown: method name} for every registered explanation method, read at run time."""
+    return method_labels()
 
 
 def digest_of(data: bytes) -> str:
@@ -57,36 +63,28 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def label_for(probability: float, threshold: float) -> str:
-    """'Tumour' at or above the threshold, else 'No tumour'."""
-    return "Tumour" if probability >= threshold else "No tumour"
-
-
 def analyse(classifier, data: bytes, name: str) -> Analysis:
-    """Decode, crop and classify one upload. Raises `core.io.ScanError` for a bad file."""
-    scan = read_scan(data, name=name)
-    crop = crop_brain(scan.pixels)
-    # the same path as Classifier.predict, reusing this crop instead of cropping again
-    probability = float(classifier.predict_inputs(to_model_input(crop.image, classifier.input_size)[None])[0])
-    return Analysis(name=name, digest=digest_of(data), pixels=scan.pixels, crop=crop,
-                    probability=probability, threshold=classifier.threshold)
+    """Decode, crop and classify one upload. Raises `core.scanio.ScanError` for a bad file."""
+    scan = prepare_scan(data, classifier.input_size, name=name)
+    probability = float(classifier.predict_prepared([scan])[0])
+    return Analysis(name=name, digest=digest_of(data), scan=scan, probability=probability,
+                    threshold=classifier.threshold)
 
 
 def explain_scan(classifier, analysis: Analysis, method: str, target: str):
-    """`core.explain.explain` for an analysed scan (imported late: optional at start-up)."""
+    """`core.explain.explain` for an analysed scan, reusing its crop and model input."""
     from core.explain import explain
 
-    return explain(classifier, analysis.pixels, method=method, target=target)
+    return explain(classifier, analysis.scan, method=method, target=target)
 
 
 def warm_up(classifier) -> None:
-    """Run the model (and the default explanation, if available) once on a blank image."""
-    blank = np.zeros((classifier.input_size, classifier.input_size), dtype=np.uint8)
-    classifier.predict([blank])
-    try:
-        from core.explain import explain
-    except ImportError:
-        return
+    """Run the model and the default explanation once on a blank image."""
+    from core.explain import explain
+
+    blank = prepare_pixels(np.zeros((classifier.input_size, classifier.input_size), dtype=np.uint8),
+                           classifier.input_size)
+    classifier.predict_prepared([blank])
     explain(classifier, blank, method="gradcam", target="tumour")
 
 
@@ -107,7 +105,7 @@ def notes(analysis: Analysis, explanation=None, target_label: str = "Tumour") ->
 
 def draw_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """uint8 HxW or HxWx3 scan -> uint8 HxWx3 RGB copy with the crop box drawn."""
-    rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels[:, :, :3].copy()
+    rgb = to_rgb(pixels)
     x0, y0, x1, y1 = box
     width = max(1, round(BOX_WIDTH * max(rgb.shape[:2])))
     cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), BOX_COLOUR, width)
@@ -202,55 +200,47 @@ def _interval_for(key: str, siblings: dict) -> Any:
     return None
 
 
-def _training_data(card: dict[str, Any]) -> str:
+def _training_data(card: ModelCard) -> str:
     """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
-    data = card.get("data")
-    counts = data.get("counts_after_deduplication") if isinstance(data, dict) else None
+    counts = card.data.get("counts_after_deduplication") if isinstance(card.data, dict) else None
     parts = []
     for split, sources in (counts.items() if isinstance(counts, dict) else ()):
         for source, n in (sources.items() if isinstance(sources, dict) else ()):
             if not isinstance(n, dict):
                 continue
             parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
-    if card.get("initialisation"):
-        parts.append(f"initialisation: {card['initialisation']}")
+    if card.initialisation:
+        parts.append(f"initialisation: {card.initialisation}")
     return "; ".join(parts)
 
 
-def _external_results(card: dict[str, Any]) -> str:
-    """One phrase per external test source: AUC with its interval, balanced accuracy, size."""
-    parts = []
-    results = card.get("external_test")
-    for source, result in (results.items() if isinstance(results, dict) else ()):
-        if not isinstance(result, dict):
-            continue
-        if result.get("auc") is None:
-            parts.append(f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)")
-            continue
-        low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
-        at = result.get("at_card", {})
-        removed = result.get("duplicates_removed") or {}
-        text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
-                f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
-                f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")
-        if removed:
-            text += f", after removing {removed.get('exact', 0) + removed.get('near', 0)} copies of training scans"
-        parts.append(text)
-    return "; ".join(parts)
+def _external_result(source: str, result: dict[str, Any]) -> str:
+    """One phrase for one external test source: AUC with its interval, balanced accuracy, size."""
+    if result.get("auc") is None:
+        return f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)"
+    low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
+    at = result.get("at_card", {})
+    removed = result.get("duplicates_removed") or {}
+    text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
+            f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
+            f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")
+    if removed:
+        text += f", after removing {removed.get('exact', 0) + removed.get('near', 0)} copies of training scans"
+    return text
 
 
-def card_summary(card: dict[str, Any]) -> dict[str, str]:
-    """What the page always shows about the model, taken from its model card.
+def card_summary(card: ModelCard) -> dict[str, str]:
+    """What the page always shows about the model, taken from its (validated) model card.
 
     Cards written by `python -m train` are summarised (training counts, external test
     results); other cards' `data` and `metrics` entries are shown as given.
     """
-    data = _training_data(card) or describe(card.get("data", "not stated in the model card"))
-    metrics = _external_results(card) or describe(card.get("metrics", "not stated in the model card"))
+    data = _training_data(card) or describe(card.data if card.data is not None else "not stated in the model card")
+    external = "; ".join(_external_result(source, result) for source, result in card.external_test.items())
     return {
-        "name": str(card.get("name", "unnamed model")),
+        "name": card.name,
         "data": data,
-        "metrics": metrics,
-        "threshold": _number(float(card.get("threshold", 0.5))),
-        "weights_sha256": str(card.get("weights_sha256", "unknown")),
+        "metrics": external or describe(card.metrics or "not stated in the model card"),
+        "threshold": _number(float(card.threshold)),
+        "weights_sha256": card.weights_sha256 or "unknown",
     }

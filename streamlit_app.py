@@ -17,12 +17,12 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
 import app_support as support
-from core.io import ScanError
-from core.model import load_classifier
+from core.labels import display
+from core.model import MODEL_DIR_ENV, load_classifier
+from core.scanio import ScanError
 
 log = logging.getLogger("brain_mri.app")
 
-MODEL_DIR_ENV = "BRAIN_MRI_MODEL_DIR"
 #: Per-file upload limit (MB); also `server.maxUploadSize` in .streamlit/config.toml.
 MAX_UPLOAD_MB = 50
 FORMATS = "JPEG, PNG, BMP, TIFF or DICOM"
@@ -58,7 +58,7 @@ def get_classifier(model_dir: str | None):
 
 def classifier_ui():
     """Load the model, or explain how to get one. Returns the classifier or None."""
-    model_dir = os.environ.get(MODEL_DIR_ENV) or None
+    model_dir = os.environ.get(MODEL_DIR_ENV) or None  # part of the cache key: a new directory loads anew
     try:
         return get_classifier(model_dir)
     except FileNotFoundError as error:
@@ -95,7 +95,8 @@ def controls_ui() -> tuple[str, str, str, str, float]:
     """Sidebar: explanation method, target and opacity. Returns labels, core values and alpha."""
     with st.sidebar:
         st.header("Explanation")
-        method_label = st.radio("Method", list(support.METHODS), key="method")
+        methods = support.methods()
+        method_label = st.radio("Method", list(methods), key="method")
         target_label = st.radio("Explain evidence for", list(support.TARGETS), key="target")
         alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="alpha")
         st.markdown(
@@ -105,7 +106,7 @@ def controls_ui() -> tuple[str, str, str, str, float]:
             "of a tumour. "
             "The green box on the original is the brain crop the model saw."
         )
-    return method_label, support.METHODS[method_label], target_label, support.TARGETS[target_label], alpha
+    return method_label, methods[method_label], target_label, support.TARGETS[target_label], alpha
 
 
 def upload_ui() -> list[tuple[str, bytes]]:
@@ -179,7 +180,9 @@ def table_ui(results) -> None:
                               None if isinstance(analysis, support.Analysis) else analysis)
             for name, analysis, _ in results]
     st.subheader("All results")
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+    shown = [{**row, "label": display(row["label"]) if row["tumour_probability"] is not None else row["label"]}
+             for row in rows]
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "tumour_probability": st.column_config.NumberColumn("tumour probability", format="%.3f"),
         "crop_fell_back": st.column_config.CheckboxColumn("crop fell back"),
         "near_threshold": st.column_config.CheckboxColumn("near threshold"),
@@ -195,7 +198,7 @@ def scan_ui(index: int, analysis, explanation, method: tuple[str, str], target: 
     with st.container(border=True, key=f"scan-{index}"):  # key: a stable CSS class for browser tests
         st.subheader(analysis.name)
         st.metric("Tumour probability", f"{analysis.probability:.1%}")
-        st.markdown(f"Label at the model's threshold ({analysis.threshold:.2f}): **{analysis.label}**")
+        st.markdown(f"Label at the model's threshold ({analysis.threshold:.2f}): **{display(analysis.label)}**")
         explained = explanation if not isinstance(explanation, str) else None
         for note in support.notes(analysis, explained, target_label):
             st.info(note)

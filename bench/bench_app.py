@@ -19,7 +19,6 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
 
-from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, _free_port, _wait_healthy  # noqa: E402
+from brain_mri import server as server_tools  # noqa: E402
+from brain_mri.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, upload  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "br35h"
 
@@ -82,8 +82,7 @@ def show(page, name: str, data: bytes) -> float:
     """Upload one scan and wait for its probability and three rendered images; seconds taken."""
     card = page.locator('[class*="st-key-scan-"]').filter(has=page.get_by_role("heading", name=name))
     start = time.perf_counter()
-    page.locator('input[type="file"]').set_input_files(files=[{"name": name, "mimeType": "image/jpeg",
-                                                                "buffer": data}])
+    upload(page, name, data)
     card.get_by_test_id("stMetricValue").wait_for()
     shown = time.perf_counter() - start
     page.wait_for_function(IMAGES_RENDERED, arg=3)
@@ -117,23 +116,16 @@ def main() -> None:
         print(f"in-process per-scan compute (read, crop, predict, Grad-CAM, overlay) for a 512x512 JPEG: "
               f"median {statistics.median(compute):.3f} s, max {max(compute):.3f} s over {len(compute)}")
 
-        port = _free_port()
+        port = server_tools.free_port()
         env = {**os.environ, "BRAIN_MRI_MODEL_DIR": str(directory)}
         log = Path(scratch) / "streamlit.log"
-        with open(log, "wb") as output:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                 "--server.address", "127.0.0.1", "--server.port", str(port)],
-                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = server_tools.start(port, log, env)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_healthy(url, server, log)
+            server_tools.wait_healthy(url, server, log)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.set_default_timeout(300_000)
-                page.goto(url)
-                page.locator('input[type="file"]').wait_for(state="attached")
+                _, page = open_page(browser, url, 300_000)
                 warm = show(page, "warm-up.jpg", jpeg_512(files[0]))
                 remove_all(page)
                 print(f"first scan (model already warmed up at load): {warm:.2f} s; server RSS {rss_mb(server.pid):.0f} MB")
@@ -154,8 +146,7 @@ def main() -> None:
                               f"({time.perf_counter() - start:.0f} s)", flush=True)
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server_tools.stop(server)
 
 
 if __name__ == "__main__":

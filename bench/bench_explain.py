@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from core.explain import METHODS, explain  # noqa: E402
-from core.io import read_scan  # noqa: E402
+from core.scanio import read_scan  # noqa: E402
 from core.model import Classifier, build_model  # noqa: E402
 
 MOS = ROOT.parent / "shared" / "data" / "mos" / "Testing"

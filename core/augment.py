@@ -22,18 +22,15 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from core.pixels import check_uint8
+from core.recipe import AUGMENTATION
+
 LEVELS = 256
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 
 
 def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(
-            "Expected a uint8 numpy image. Received: "
-            f"{type(image).__name__} of dtype {getattr(image, 'dtype', None)}"
-        )
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or min(image.shape[:2]) < 1:
-        raise ValueError(f"Expected an HxW or HxWx3 image. Received: shape={image.shape}")
+    check_uint8(image, "image")
 
 
 def _check_rng(rng: np.random.Generator) -> None:
@@ -347,14 +344,14 @@ def _brightness_range(brightness: float | tuple[float, float] | None) -> tuple[f
 def recipe_augmentation(
     reference_hist: np.ndarray | None,
     *,
-    hist_match_p: float = 0.3,
-    rotation: float = 30.0,
-    shift: float = 0.1,
-    zoom: float = 0.3,
-    shear: float = 15.0,
-    brightness: float | tuple[float, float] | None = (0.7, 1.3),
-    hflip: float = 0.5,
-    vflip: float = 0.5,
+    hist_match_p: float = AUGMENTATION.hist_match_p,
+    rotation: float = AUGMENTATION.rotation,
+    shift: float = AUGMENTATION.shift,
+    zoom: float = AUGMENTATION.zoom,
+    shear: float = AUGMENTATION.shear,
+    brightness: float | tuple[float, float] | None = AUGMENTATION.brightness,
+    hflip: float = AUGMENTATION.hflip,
+    vflip: float = AUGMENTATION.vflip,
 ) -> Compose:
     """The recipe: histogram matching (p=0.3), one affine warp (with flips), brightness.
 

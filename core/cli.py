@@ -22,6 +22,7 @@ cannot be loaded, 2 for usage errors, missing paths or no files at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
-import numpy as np
 
-from core.explain import METHODS, TARGETS
+from core.atomic import atomic_path
+from core.explain.registry import method_names
+from core.labels import LABELS, TUMOUR, label_for
 
 COLUMNS = (
     "path", "probability", "label", "threshold",
@@ -90,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", metavar="DIR", help="model directory (default: the shipped model)")
     predict.add_argument("--csv", metavar="OUT.csv", help="write the table here (default: stdout)")
     predict.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per scan under DIR")
-    predict.add_argument("--method", choices=METHODS, default="gradcam", help="heatmap method (default: gradcam)")
-    predict.add_argument("--target", choices=TARGETS, default="tumour",
+    predict.add_argument("--method", choices=method_names(), default="gradcam",
+                         help="heatmap method (default: gradcam)")
+    predict.add_argument("--target", choices=LABELS, default=TUMOUR,
                          help="what the heatmap is evidence for (default: tumour)")
     predict.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
                          help=f"scans read and predicted at once (default: {BATCH_SIZE})")
@@ -135,7 +138,7 @@ def predict_command(args: argparse.Namespace) -> int:
                                           args.target), len(sources)):
             writer.writerow(row.as_csv())
             counts["failed" if row.probability is None else "read"] += 1
-            counts["tumour"] += row.label == "tumour"
+            counts["tumour"] += row.label == TUMOUR
     print(
         f"{counts['read']} scans read, {counts['failed']} failed, "
         f"{counts['tumour']} predicted tumour (threshold {classifier.threshold:g}).",
@@ -176,56 +179,48 @@ def walk(folder: Path) -> Iterator[Path]:
 def predict_rows(classifier, sources: Sequence[Source], batch_size: int, heatmaps: Path | None,
                  method: str, target: str) -> Iterator[Row]:
     """One Row per source, in order, reading `batch_size` scans at a time."""
-    from core.preprocess import to_model_input
-
     names = _HeatmapNames(heatmaps) if heatmaps is not None else None
     for start in range(0, len(sources), batch_size):
         batch = sources[start : start + batch_size]
-        rows, scans, inputs = [], [], []
-        for source in batch:
-            row, pixels, crop = _read(source.path)
-            rows.append(row)
-            scans.append((pixels, crop))
-            if crop is not None:
-                inputs.append(to_model_input(crop.image, classifier.input_size))
-        probabilities = iter(classifier.predict_inputs(np.stack(inputs)) if inputs else [])
-        for source, row, (pixels, crop) in zip(batch, rows, scans):
-            if crop is not None:
+        read = [_read(source.path, classifier.input_size) for source in batch]
+        prepared = [scan for _, scan in read if scan is not None]
+        probabilities = iter(classifier.predict_prepared(prepared))
+        for source, (row, scan) in zip(batch, read):
+            if scan is not None:
                 row.probability = float(next(probabilities))
                 row.threshold = classifier.threshold
-                row.label = "tumour" if row.probability >= classifier.threshold else "no_tumour"
+                row.label = label_for(row.probability, classifier.threshold)
                 if names is not None:
-                    _write_heatmap(classifier, row, pixels, names.next(source.relative), method, target)
+                    _write_heatmap(classifier, row, scan, names.next(source.relative), method, target)
             yield row
 
 
-def _read(path: Path):
-    """(row, pixels, crop); pixels and crop are None (and row.error set) when the file cannot be used."""
-    from core.crop import crop_brain
-    from core.io import ScanError, read_scan
+def _read(path: Path, size: int):
+    """(row, PreparedScan); the scan is None (and row.error set) when the file cannot be used."""
+    from core.pipeline import prepare_scan
+    from core.scanio import ScanError
 
     row = Row(path=str(path))
     try:
-        pixels = read_scan(path).pixels
-        crop = crop_brain(pixels)
+        scan = prepare_scan(path, size)
     except ScanError as error:
         row.error = str(error)
-        return row, None, None
+        return row, None
     except Exception as error:  # noqa: BLE001 - one bad file must never stop a run over thousands
         row.error = f"{type(error).__name__}: {error}"
-        return row, None, None
-    row.box, row.fell_back = crop.box, crop.fell_back
-    return row, pixels, crop
+        return row, None
+    row.box, row.fell_back = scan.crop.box, scan.crop.fell_back
+    return row, scan
 
 
-def _write_heatmap(classifier, row: Row, pixels: np.ndarray, target_path: Path, method: str, target: str) -> None:
-    """Explain one scan and save its overlay as PNG; failures go to the row's error column."""
+def _write_heatmap(classifier, row: Row, scan, target_path: Path, method: str, target: str) -> None:
+    """Explain one prepared scan and save its overlay as PNG; failures go to the row's error column."""
     import cv2
 
     from core.explain import explain
 
     try:
-        overlay = explain(classifier, pixels, method=method, target=target).overlay(on="scan")
+        overlay = explain(classifier, scan, method=method, target=target).overlay(on="scan")
         target_path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(target_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write {target_path}")
@@ -261,29 +256,15 @@ def _progress(rows: Iterator[Row], total: int) -> Iterator[Row]:
     return tqdm(rows, total=total, unit="scan", file=sys.stderr)
 
 
-class _open_csv:
-    """Context manager: the CSV file (newline='' as csv wants) or stdout, never closing stdout.
+@contextlib.contextmanager
+def _open_csv(path: str | None) -> Iterator[TextIO]:
+    """The CSV file (newline='' as csv wants) or stdout, never closing stdout.
 
     The file is written under a temporary name and renamed into place when the
     run completes, so an interrupted run never leaves a half-written CSV.
     """
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.handle: TextIO | None = None
-
-    def __enter__(self) -> TextIO:
-        if self.path is None:
-            return sys.stdout
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(self.path).with_name(f".{Path(self.path).name}.tmp")
-        self.handle = open(self.tmp, "w", newline="", encoding="utf-8")
-        return self.handle
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+    if path is None:
+        yield sys.stdout
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        yield handle

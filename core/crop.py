@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core.pixels import check_uint8, to_grey
+
 #: Grey level (after blurring) above which a pixel counts as tissue (the recipe's value).
 THRESHOLD = 45
 #: On dark slices the threshold drops to this fraction of the way from the 1st to the 99th percentile.
@@ -52,25 +54,8 @@ class Crop:
     fell_back: bool
 
 
-def to_grey(pixels: np.ndarray) -> np.ndarray:
-    """uint8 HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) -> uint8 HxW."""
-    if pixels.ndim == 2:
-        return pixels
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        return pixels[:, :, 0]
-    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
-        return cv2.cvtColor(pixels[:, :, :3], cv2.COLOR_RGB2GRAY)
-    raise ValueError(f"Expected an HxW or HxWx3 image. Received: shape={pixels.shape}")
-
-
 def _check_pixels(pixels: np.ndarray) -> None:
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
-        raise ValueError(
-            "Expected a uint8 numpy array. Received: "
-            f"{type(pixels).__name__} of dtype {getattr(pixels, 'dtype', None)}"
-        )
-    if pixels.ndim not in (2, 3) or min(pixels.shape[:2]) < 1:
-        raise ValueError(f"Expected an HxW or HxWx3 image. Received: shape={pixels.shape}")
+    check_uint8(pixels, "array", channels=(1, 3, 4))
 
 
 def _levels_at(hist: np.ndarray, fractions: tuple[float, ...]) -> tuple[int, ...]:

@@ -13,7 +13,6 @@ The logit has a layer of its own so explanations can score on it directly.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import urllib.error
@@ -23,15 +22,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.crop import crop_brain
-from core.preprocess import INPUT_SIZE, to_model_input
+from core.atomic import atomic_path, write_atomic
+from core.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
+from core.pipeline import PreparedScan, as_prepared
+from core.recipe import INPUT_SIZE, STAGES, default_trainable_from
 
-STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
 LOGIT_LAYER = "logit"
 OUTPUT_LAYER = "tumour_probability"
 LAST_CONV_LAYER = "conv5_block3_out"
-MODEL_FILE = "model.keras"
-CARD_FILE = "model_card.json"
+#: Environment variable naming a model directory to use instead of the shipped one.
+MODEL_DIR_ENV = "BRAIN_MRI_MODEL_DIR"
 #: The model shipped with the repository, used when no path is given.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "brain-mri-resnet50"
 
@@ -85,7 +85,7 @@ def build_model(weights: Any = "imagenet", trainable_from: str | None = None, in
     import keras
 
     if trainable_from is None:
-        trainable_from = "conv1" if weights is None else "conv4"
+        trainable_from = default_trainable_from(pretrained=weights is not None)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     try:
         base = keras.applications.ResNet50(
@@ -141,26 +141,21 @@ def _without_optimizer(model):
     return copy
 
 
-def save_classifier(model, card: dict, directory: str | os.PathLike) -> Path:
+def save_classifier(model, card: ModelCard | dict, directory: str | os.PathLike) -> Path:
     """Write `model.keras` (no optimizer state) and `model_card.json` atomically.
 
-    Both files are written under temporary names and renamed into place, the
-    card last, so a reader never sees a half-written model. The card gains
-    `weights_file` and `weights_sha256`. Returns the directory.
+    The weights go first, the card (which carries their SHA-256) last, each
+    under a temporary name renamed into place, so a reader never sees a
+    half-written model or a card for other weights. Returns the directory.
     """
+    if isinstance(card, dict):
+        card = ModelCard.from_dict(card, require_hash=False)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model_tmp = directory / f".{MODEL_FILE}.tmp.keras"
-    card_tmp = directory / f".{CARD_FILE}.tmp"
-    try:
+    with atomic_path(directory / MODEL_FILE, suffix=".keras") as model_tmp:
         _without_optimizer(model).save(model_tmp)
-        card = {**card, "weights_file": MODEL_FILE, "weights_sha256": sha256_of(model_tmp)}
-        card_tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-        os.replace(model_tmp, directory / MODEL_FILE)
-        os.replace(card_tmp, directory / CARD_FILE)
-    finally:
-        model_tmp.unlink(missing_ok=True)
-        card_tmp.unlink(missing_ok=True)
+        digest = sha256_of(model_tmp)
+    card = card.with_entries(weights_file=MODEL_FILE, weights_sha256=digest)
+    write_atomic(directory / CARD_FILE, card.to_json())
     return directory
 
 
@@ -168,20 +163,28 @@ def save_classifier(model, card: dict, directory: str | os.PathLike) -> Path:
 class Classifier:
     """A loaded classifier with its model card.
 
-    predict(list of uint8 scans) -> float32 (n,) tumour probabilities in [0, 1].
-    Inference is serialised by a lock: one cached instance may serve many threads.
+    predict(uint8 scans) or predict_prepared(PreparedScans) -> float32 (n,)
+    tumour probabilities in [0, 1]. Inference is serialised by a lock: one
+    cached instance may serve many threads. `explainers` caches the
+    explanation machinery built for this model (see `core.explain`), one per
+    explained layer; it is filled under the classifier's lock.
     """
 
     model: Any
-    card: dict
+    card: ModelCard
     directory: Path | None = None
     batch_size: int = 16
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    explainers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.card, dict):
+            self.card = ModelCard.from_dict({"name": "model", **self.card}, require_hash=False)
 
     @property
     def threshold(self) -> float:
         """Decision threshold on the tumour probability, from the card."""
-        return float(self.card.get("threshold", 0.5))
+        return float(self.card.threshold)
 
     @property
     def input_size(self) -> int:
@@ -190,7 +193,7 @@ class Classifier:
     @property
     def model_id(self) -> str:
         """Short, stable identifier: card name plus the first 12 hex digits of the weights hash."""
-        return f"{self.card.get('name', 'model')}@{self.card.get('weights_sha256', '')[:12]}"
+        return self.card.model_id
 
     def predict_inputs(self, inputs: np.ndarray) -> np.ndarray:
         """float32 (n, size, size, 3) preprocessed inputs -> float32 (n,) probabilities."""
@@ -200,22 +203,25 @@ class Classifier:
             raise ValueError(f"Expected inputs of shape (n, {expected}). Received: shape={inputs.shape}")
         if len(inputs) == 0:
             return np.zeros((0,), dtype=np.float32)
-        with self._lock:
+        with self.lock:
             outputs = [  # predict_on_batch runs the backend's compiled predict step
                 np.asarray(self.model.predict_on_batch(inputs[i : i + self.batch_size]))
                 for i in range(0, len(inputs), self.batch_size)
             ]
         return np.concatenate(outputs)[:, 0].astype(np.float32)
 
+    def predict_prepared(self, scans: Sequence[PreparedScan]) -> np.ndarray:
+        """Prepared scans (see `core.pipeline`) -> float32 (n,) tumour probabilities."""
+        if not scans:
+            return np.zeros((0,), dtype=np.float32)
+        return self.predict_inputs(np.stack([as_prepared(scan, self.input_size).model_input for scan in scans]))
+
     def predict(self, scans: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 scans (HxW or HxWx3, any size) -> float32 (n,) tumour probabilities.
 
-        Each scan is cropped to the brain and preprocessed exactly as in training.
+        Each scan is cropped and preprocessed by `core.pipeline`, exactly as in training.
         """
-        inputs = [to_model_input(crop_brain(scan).image, self.input_size) for scan in scans]
-        if not inputs:
-            return np.zeros((0,), dtype=np.float32)
-        return self.predict_inputs(np.stack(inputs))
+        return self.predict_prepared([as_prepared(scan, self.input_size) for scan in scans])
 
 
 def _no_model_message(directory: Path) -> str:
@@ -226,38 +232,41 @@ def _no_model_message(directory: Path) -> str:
     )
 
 
-def read_card(directory: str | os.PathLike) -> dict:
-    """The model card (JSON) of a model directory."""
+def read_card(directory: str | os.PathLike) -> ModelCard:
+    """The validated model card of a model directory; raises CardError (a ValueError) when it is broken."""
     path = Path(directory) / CARD_FILE
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"The model card {path} is not valid JSON ({error}).") from error
-    if not isinstance(card, dict) or "weights_sha256" not in card:
-        raise ValueError(f"The model card {path} has no 'weights_sha256' entry.")
-    return card
+    return ModelCard.from_json(path.read_text(), source=f"The model card {path}")
+
+
+def default_model_dir() -> Path:
+    """$BRAIN_MRI_MODEL_DIR, else the shipped model beside the package, else ./models/brain-mri-resnet50."""
+    if os.environ.get(MODEL_DIR_ENV):
+        return Path(os.environ[MODEL_DIR_ENV])
+    if DEFAULT_MODEL_DIR.is_dir():
+        return DEFAULT_MODEL_DIR
+    return Path.cwd() / "models" / DEFAULT_MODEL_DIR.name
 
 
 def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     """Load a trained classifier and its model card.
 
     path: a model directory (holding model.keras and model_card.json), or None
-    for the model shipped in the repository. The weights' SHA-256 is checked
-    against the card before Keras reads them; loading uses safe mode and
-    rejects Lambda layers.
+    for :func:`default_model_dir`. The card is validated and the weights'
+    SHA-256 checked against it before Keras reads them; loading uses safe mode
+    and rejects Lambda layers.
     """
-    directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    directory = Path(path) if path is not None else default_model_dir()
     if directory.is_file():
         directory = directory.parent
     if not (directory / CARD_FILE).is_file() or not (directory / MODEL_FILE).is_file():
         raise FileNotFoundError(_no_model_message(directory))
     card = read_card(directory)
-    weights_path = directory / card.get("weights_file", MODEL_FILE)
+    weights_path = directory / card.weights_file
     actual = sha256_of(weights_path)
-    if actual != card["weights_sha256"]:
+    if actual != card.weights_sha256:
         raise ValueError(
             f"The weights in {weights_path} do not match their model card "
-            f"(SHA-256 {actual[:12]}... instead of {card['weights_sha256'][:12]}...). "
+            f"(SHA-256 {actual[:12]}... instead of {card.weights_sha256[:12]}...). "
             "The file is corrupt or was replaced: restore it from the repository or retrain."
         )
     import keras
@@ -266,3 +275,7 @@ def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     if any(isinstance(layer, keras.layers.Lambda) for layer in model.layers):
         raise ValueError(f"{weights_path} contains a Lambda layer; refusing to load arbitrary code.")
     return Classifier(model=model, card=card, directory=directory)
+
+
+__all__ = ["CARD_FILE", "MODEL_FILE", "CardError", "Classifier", "ModelCard", "build_model", "load_classifier",
+           "read_card", "save_classifier", "set_trainable_from", "sha256_of"]

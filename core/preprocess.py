@@ -18,10 +18,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.crop import to_grey
+from core.pixels import check_uint8, to_grey
+from core.recipe import INPUT_SIZE
 
-#: Default input size of the classifier (pixels per side).
-INPUT_SIZE = 224
 #: ImageNet channel means in BGR order, as `keras.applications.resnet50.preprocess_input` uses.
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
@@ -39,13 +38,8 @@ def prepare_crop(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     at (size, size) grey is returned unchanged (as a copy).
     """
     _check_size(size)
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(
-            f"Expected a uint8 image. Received: dtype={getattr(image, 'dtype', type(image).__name__)}"
-        )
+    check_uint8(image, "image", channels=(1, 3, 4))
     grey = to_grey(image)
-    if min(grey.shape) < 1:
-        raise ValueError(f"Cannot resize an empty image. Received: shape={image.shape}")
     if grey.shape == (size, size):
         return grey.copy()
     shrinking = grey.shape[0] * grey.shape[1] > size * size
@@ -60,10 +54,8 @@ def caffe_normalise(grey: np.ndarray) -> np.ndarray:
     grey image repeated into three RGB channels. Works on one image or a batch;
     never modifies its input.
     """
-    if not isinstance(grey, np.ndarray) or grey.dtype != np.uint8:
-        raise ValueError(
-            f"Expected uint8 grey pixels. Received: dtype={getattr(grey, 'dtype', type(grey).__name__)}"
-        )
+    if not isinstance(grey, np.ndarray) or grey.dtype != np.uint8:  # any shape: one image or a batch
+        raise ValueError(f"Expected uint8 grey pixels. Received: dtype={getattr(grey, 'dtype', None)}")
     return grey.astype(np.float32)[..., None] - CAFFE_MEAN_BGR
 
 

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh requirements.txt
-exec .venv/bin/streamlit run streamlit_app.py "$@"
+exec .venv/bin/brain-mri app "$@"

@@ -1,13 +1,18 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package, and the CI rule that a skipped test is a failed one."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 #: The read-only public data sets, beside the repository (see ../shared/data/SOURCES.md).
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+#: Set by .ci/run: a test that would skip for want of data, Chromium or a package fails instead.
+STRICT_ENV = "BRAIN_MRI_STRICT_TESTS"
+#: Skip reasons that stay skips under CI: they depend on optional plugins, not on the set-up.
+OPTIONAL_SKIPS = ("a decoder for",)
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +22,17 @@ def shared_data() -> Path:
         pytest.skip(f"shared data sets not found at {SHARED_DATA.resolve()} (they live beside the "
                     "repository, never inside it; see README)")
     return SHARED_DATA.resolve()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (os.environ.get(STRICT_ENV) and report.skipped and not hasattr(report, "wasxfail")):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(allowed in reason for allowed in OPTIONAL_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"{item.nodeid} would have skipped ({reason}), but {STRICT_ENV} is set: CI must have "
+                       "../shared/data, Chromium and every test package. Fix the set-up, not the test.")

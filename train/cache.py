@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from core import crop as crop_module
-from core import crop_brain, prepare_crop, read_scan
+from core.atomic import atomic_path
+from core.pipeline import prepare_scan
+from core.pixels import to_grey
+from core.scanio import ScanError
 
 #: Bump when the cached content's meaning changes.
 CACHE_VERSION = 1
@@ -70,22 +73,20 @@ def difference_hash(pixels: np.ndarray) -> np.ndarray:
     import imagehash
     from PIL import Image
 
-    grey = crop_module.to_grey(pixels)
+    grey = to_grey(pixels)
     bits = imagehash.dhash(Image.fromarray(grey), hash_size=HASH_SIZE).hash
     return np.packbits(bits.astype(bool).ravel())
 
 
 def compute_entry(data: bytes, name: str, size: int) -> Entry:
-    """Read, crop and hash one file's bytes."""
-    from core import ScanError
-
+    """Read, crop and hash one file's bytes (through `core.pipeline`, as the app does)."""
     try:
-        pixels = read_scan(data, name=name).pixels
+        scan = prepare_scan(data, size, name=name)
     except ScanError as error:
         return Entry(None, False, "", None, error=str(error))
-    crop = crop_brain(pixels)
+    pixels = scan.pixels
     pixel_sha = hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
-    return Entry(prepare_crop(crop.image, size), crop.fell_back, pixel_sha, difference_hash(pixels))
+    return Entry(scan.grey, scan.crop.fell_back, pixel_sha, difference_hash(pixels))
 
 
 def _entry_path(cache_dir: Path, data: bytes, size: int) -> Path:
@@ -102,10 +103,8 @@ def _load(path: Path) -> Entry | None:
 
 
 def _store(path: Path, entry: Entry) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, crop=entry.crop, fell_back=entry.fell_back, pixel_sha=entry.pixel_sha, dhash=entry.dhash)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, crop=entry.crop, fell_back=entry.fell_back, pixel_sha=entry.pixel_sha, dhash=entry.dhash)
 
 
 def cached_entry(path: str, size: int, cache_dir: str) -> Entry:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path
+from core.recipe import INPUT_SIZE
 from train import cache, dedup
 from train.data import (
     NEGATIVE_CLASSES,
@@ -73,16 +75,10 @@ def _counts(labels: np.ndarray, sources: np.ndarray) -> dict:
 
 def _drop_duplicates_of_training(role, samples, entries, train_entries, train_samples, threshold, report):
     """Remove exact/near duplicates of training scans; record counts and pairs in `report`."""
-    matches = dedup.find_duplicates(
-        [e.pixel_sha for e in entries], np.stack([e.dhash for e in entries]) if entries else np.zeros((0, 32), np.uint8),
-        [e.pixel_sha for e in train_entries], np.stack([e.dhash for e in train_entries]), threshold,
-    )
+    matches = dedup.copies_of(entries, train_entries, threshold)
     removed = {m.query for m in matches}
     report["duplicates"][role] = {
-        "checked": len(samples),
-        "exact": sum(m.kind == "exact" for m in matches),
-        "near": sum(m.kind == "near" for m in matches),
-        "kept": len(samples) - len(removed),
+        **dedup.removal_counts(matches, len(samples)),
         "pairs": [
             {"removed": str(samples[m.query].path), "training_copy": str(train_samples[m.reference].path),
              "kind": m.kind, "hamming": m.distance}
@@ -100,12 +96,8 @@ def _readable(samples, entries, report):
     return [s for s, _ in good], [e for _, e in good]
 
 
-def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=224,
-            negative_classes=NEGATIVE_CLASSES, cache_dir=None, workers=1, seed=0,
-            near_threshold=dedup.NEAR_THRESHOLD, log=print) -> Prepared:
-    """Discover, crop, split and de-duplicate. See the module docstring."""
-    if (val_dirs is None) == (val_split is None):
-        raise DataError("Give exactly one of --val DIR... or --val-split FRACTION.")
+def _discover(train_dirs, val_dirs, test_dirs, negative_classes, log):
+    """(train, val, test) samples from the folders; errors for overlapping or one-class folders."""
     check_disjoint(train_dirs, test_dirs, "training", "test")
     if val_dirs:
         check_disjoint(train_dirs, val_dirs, "training", "validation")
@@ -116,71 +108,96 @@ def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=224
     if val_dirs:
         check_two_classes(val_samples, "validation")
     log("Scans found:\n" + counts_table(train_samples + val_samples + test_samples))
+    return train_samples, val_samples, test_samples
 
-    everything = train_samples + val_samples + test_samples
-    entries = cache.crop_all([s.path for s in everything], size, cache_dir, workers)
-    n_train, n_val = len(train_samples), len(val_samples)
-    report = {"unreadable": [], "duplicates": {}, "near_threshold": near_threshold, "hash": "dHash 256-bit"}
-    train_samples, train_entries = _readable(train_samples, entries[:n_train], report)
-    val_samples, val_entries = _readable(val_samples, entries[n_train : n_train + n_val], report)
-    test_samples, test_entries = _readable(test_samples, entries[n_train + n_val :], report)
-    if report["unreadable"]:
-        log(f"Skipped {len(report['unreadable'])} unreadable files (listed in the report).")
 
+def _split_off_validation(train, val_split, seed, near_threshold, report):
+    """Hold out `val_split` of the training (samples, entries), whole duplicate groups at a time."""
+    samples, entries = train
+    labels = np.array([s.label for s in samples])
+    groups = dedup.duplicate_groups([e.pixel_sha for e in entries], np.stack([e.dhash for e in entries]),
+                                    near_threshold)
+    held_out = dedup.grouped_split(groups, labels, val_split, seed)
+    report["validation"] = (f"{val_split:.0%} of the training folders, split by duplicate group "
+                            f"({len(set(groups))} groups for {len(groups)} scans)")
+    pick = lambda items, side: [item for item, h in zip(items, held_out) if h == side]  # noqa: E731
+    return (pick(samples, False), pick(entries, False)), (pick(samples, True), pick(entries, True))
+
+
+def _check_validation(val_samples, val_split) -> None:
+    if len(val_samples) >= MIN_VALIDATION and len({s.label for s in val_samples}) == 2:
+        return
+    tumour = sum(s.label for s in val_samples)
     if val_split is not None:
-        labels = np.array([s.label for s in train_samples])
-        groups = dedup.duplicate_groups([e.pixel_sha for e in train_entries],
-                                        np.stack([e.dhash for e in train_entries]), near_threshold)
-        held_out = dedup.grouped_split(groups, labels, val_split, seed)
-        val_samples = [s for s, h in zip(train_samples, held_out) if h]
-        val_entries = [e for e, h in zip(train_entries, held_out) if h]
-        train_samples = [s for s, h in zip(train_samples, held_out) if not h]
-        train_entries = [e for e, h in zip(train_entries, held_out) if not h]
-        report["validation"] = (f"{val_split:.0%} of the training folders, split by duplicate group "
-                                f"({len(set(groups))} groups for {len(groups)} scans)")
-    else:
-        val_samples, val_entries = _drop_duplicates_of_training(
-            "validation", val_samples, val_entries, train_entries, train_samples, near_threshold, report)
-        report["validation"] = "separate folders, duplicates of training scans removed"
-    if len(val_samples) < MIN_VALIDATION or len({s.label for s in val_samples}) < 2:
-        if val_split is not None:
-            raise DataError(
-                f"Holding out {val_split:.0%} of the training folders gives a validation set of {len(val_samples)} "
-                f"scans ({sum(s.label for s in val_samples)} tumour): too few to steer training (at least "
-                f"{MIN_VALIDATION}, both classes). Raise --val-split or add training scans."
-            )
         raise DataError(
-            f"After removing copies of training scans, the validation set has {len(val_samples)} scans "
-            f"({sum(s.label for s in val_samples)} tumour): too few to steer training. "
-            "Use --val-split 0.1 to hold out part of the training data instead."
+            f"Holding out {val_split:.0%} of the training folders gives a validation set of {len(val_samples)} "
+            f"scans ({tumour} tumour): too few to steer training (at least {MIN_VALIDATION}, both classes). "
+            "Raise --val-split or add training scans."
         )
-    kept_test_samples, kept_test_entries = [], []
+    raise DataError(
+        f"After removing copies of training scans, the validation set has {len(val_samples)} scans "
+        f"({tumour} tumour): too few to steer training. "
+        "Use --val-split 0.1 to hold out part of the training data instead."
+    )
+
+
+def _deduplicate_tests(test, seen, near_threshold, report):
+    """Each test source without copies of anything seen while training or selecting the model."""
+    (test_samples, test_entries), (seen_samples, seen_entries) = test, seen
+    kept_samples, kept_entries = [], []
     for source in sorted({s.source for s in test_samples}):
         idx = [i for i, s in enumerate(test_samples) if s.source == source]
-        kept_s, kept_e = _drop_duplicates_of_training(  # nothing seen while training or selecting the model
+        kept_s, kept_e = _drop_duplicates_of_training(
             f"test:{source}", [test_samples[i] for i in idx], [test_entries[i] for i in idx],
-            train_entries + val_entries, train_samples + val_samples, near_threshold, report)
-        kept_test_samples += kept_s
-        kept_test_entries += kept_e
-    for role, info in report["duplicates"].items():
-        log(f"Duplicates of training/validation scans removed from {role}: {info['exact']} exact, "
-            f"{info['near']} near; {info['kept']} of {info['checked']} kept.")
+            seen_entries, seen_samples, near_threshold, report)
+        kept_samples += kept_s
+        kept_entries += kept_e
+    return kept_samples, kept_entries
 
-    samples = train_samples + val_samples + kept_test_samples
-    all_entries = train_entries + val_entries + kept_test_entries
-    split = np.array(["train"] * len(train_samples) + ["val"] * len(val_samples) + ["test"] * len(kept_test_samples))
+
+def _assemble(splits: dict[str, tuple[list, list]], report: dict) -> Prepared:
+    """One Prepared from {split name: (samples, entries)}; adds counts and fall-backs to the report."""
+    samples = [s for name in splits for s in splits[name][0]]
+    entries = [e for name in splits for e in splits[name][1]]
+    split = np.array([name for name, (items, _) in splits.items() for _ in items])
     prepared = Prepared(
-        crops=np.stack([e.crop for e in all_entries]),
+        crops=np.stack([e.crop for e in entries]),
         labels=np.array([s.label for s in samples], dtype=np.int8),
         split=split,
         source=np.array([s.source for s in samples]),
         path=np.array([str(s.path) for s in samples]),
         report=report,
     )
-    report["fell_back"] = int(sum(e.fell_back for e in all_entries))
+    report["fell_back"] = int(sum(e.fell_back for e in entries))
     report["counts"] = {name: _counts(prepared.labels[split == name], prepared.source[split == name])
-                        for name in ("train", "val", "test")}
+                        for name in splits}
     return prepared
+
+
+def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=INPUT_SIZE,
+            negative_classes=NEGATIVE_CLASSES, cache_dir=None, workers=1, seed=0,
+            near_threshold=dedup.NEAR_THRESHOLD, log=print) -> Prepared:
+    """Discover, crop, split and de-duplicate. See the module docstring."""
+    if (val_dirs is None) == (val_split is None):
+        raise DataError("Give exactly one of --val DIR... or --val-split FRACTION.")
+    found = _discover(train_dirs, val_dirs, test_dirs, negative_classes, log)
+    entries = cache.crop_all([s.path for group in found for s in group], size, cache_dir, workers)
+    report = {"unreadable": [], "duplicates": {}, "near_threshold": near_threshold, "hash": "dHash 256-bit"}
+    starts = np.cumsum([0] + [len(group) for group in found])
+    train, val, test = (_readable(group, entries[a:b], report) for group, a, b in zip(found, starts, starts[1:]))
+    if report["unreadable"]:
+        log(f"Skipped {len(report['unreadable'])} unreadable files (listed in the report).")
+    if val_split is not None:
+        train, val = _split_off_validation(train, val_split, seed, near_threshold, report)
+    else:
+        val = _drop_duplicates_of_training("validation", *val, train[1], train[0], near_threshold, report)
+        report["validation"] = "separate folders, duplicates of training scans removed"
+    _check_validation(val[0], val_split)
+    test = _deduplicate_tests(test, (train[0] + val[0], train[1] + val[1]), near_threshold, report)
+    for role, info in report["duplicates"].items():
+        log(f"Duplicates of training/validation scans removed from {role}: {info['exact']} exact, "
+            f"{info['near']} near; {info['kept']} of {info['checked']} kept.")
+    return _assemble({"train": train, "val": val, "test": test}, report)
 
 
 def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int | None = None) -> Path:
@@ -203,9 +220,8 @@ def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int |
         arrays["size"] = np.array(prepared.size)
     else:
         arrays["crops"] = prepared.crops
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 

@@ -13,6 +13,8 @@ import numpy as np
 
 #: Largest Hamming distance (of 256 bits) that still counts as a near duplicate.
 NEAR_THRESHOLD = 26
+#: Bytes of one packed 256-bit dHash.
+HASH_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,21 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed:
             held_out |= members
             taken += int(members.sum())
     return held_out
+
+
+def copies_of(entries, reference_entries, threshold: int = NEAR_THRESHOLD) -> list[Match]:
+    """Matches of crop-cache entries (with `pixel_sha` and `dhash`) among `reference_entries`.
+
+    Each entry that is an exact or near copy of some reference entry gets its closest match.
+    """
+    def hashes(items):
+        return np.stack([e.dhash for e in items]) if items else np.zeros((0, HASH_BYTES), np.uint8)
+
+    return find_duplicates([e.pixel_sha for e in entries], hashes(entries),
+                           [e.pixel_sha for e in reference_entries], hashes(reference_entries), threshold)
+
+
+def removal_counts(matches: list[Match], checked: int) -> dict:
+    """{"checked", "exact", "near", "kept"} for `checked` items of which `matches` are removed."""
+    return {"checked": checked, "exact": sum(m.kind == "exact" for m in matches),
+            "near": sum(m.kind == "near" for m in matches), "kept": checked - len({m.query for m in matches})}

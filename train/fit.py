@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.atomic import atomic_path
 from core.model import build_model
 from train.report import write_json
 
@@ -90,13 +91,11 @@ class Checkpoint(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp_model = self.directory / ".last.tmp.keras"
-        self.model.save(tmp_model)
-        os.replace(tmp_model, self.directory / "last.keras")
+        with atomic_path(self.directory / "last.keras", suffix=".keras") as tmp_model:
+            self.model.save(tmp_model)
         if self.stopping.best_weights is not None:
-            tmp_best = self.directory / ".best_weights.tmp.npz"
-            np.savez(tmp_best, *self.stopping.best_weights)
-            os.replace(tmp_best, self.directory / "best_weights.npz")
+            with atomic_path(self.directory / "best_weights.npz", suffix=".npz") as tmp_best:
+                np.savez(tmp_best, *self.stopping.best_weights)
         state = {
             "epochs_done": epoch + 1,
             "history": self.history,
@@ -129,8 +128,7 @@ def _load_checkpoint(directory: Path, placement):
 def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, resume: bool, log=print):
     """Fit the recipe; returns (model with the best weights, history rows).
 
-    settings: weights, trainable_from, image_size, lr, label_smoothing, epochs,
-    patience, lr_factor, lr_patience.
+    settings: a `train.settings.RunSettings` (model, optimisation and stopping settings are read).
     """
     checkpoint_dir = run_dir / "checkpoint"
     history: list[dict] = []
@@ -143,22 +141,21 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
         log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}.")
     else:
         with placement.scope():
-            weights = None if settings["weights"] in (None, "none") else settings["weights"]
-            model = build_model(weights=weights, trainable_from=settings["trainable_from"],
-                                input_size=settings["image_size"])
-            compile_model(model, settings["lr"], settings["label_smoothing"])
+            model = build_model(weights=settings.weights_for_build, trainable_from=settings.trainable_from,
+                                input_size=settings.image_size)
+            compile_model(model, settings.optimisation.lr, settings.optimisation.label_smoothing)
     stopping = ResumableEarlyStopping(state=stopping_state, best_weights=best_weights, monitor=MONITOR,
-                                      mode="max", patience=settings["patience"], restore_best_weights=True)
-    plateau = ResumablePlateau(state=plateau_state, monitor=MONITOR, mode="max", factor=settings["lr_factor"],
-                               patience=settings["lr_patience"], min_lr=1e-7)
+                                      mode="max", patience=settings.optimisation.patience, restore_best_weights=True)
+    plateau = ResumablePlateau(state=plateau_state, monitor=MONITOR, mode="max", factor=settings.optimisation.lr_factor,
+                               patience=settings.optimisation.lr_patience, min_lr=1e-7)
     callbacks = [stopping, plateau, Checkpoint(checkpoint_dir, stopping, plateau, history, log)]
-    if initial_epoch >= settings["epochs"] or _stopped_early(stopping_state, settings["patience"]):
+    if initial_epoch >= settings.optimisation.epochs or _stopped_early(stopping_state, settings.optimisation.patience):
         log("The checkpoint already holds a finished run; restoring its best weights.")
         if best_weights is not None:
             model.set_weights(best_weights)
         return model, history
     train_batches.set_epoch(initial_epoch)
-    model.fit(train_batches, validation_data=val_batches, epochs=settings["epochs"],
+    model.fit(train_batches, validation_data=val_batches, epochs=settings.optimisation.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=2)
     return model, history
 

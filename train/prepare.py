@@ -6,18 +6,16 @@ The bundle lets `python -m train --prepared BUNDLE` run where the raw scans are 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from train.cli import HelpWithDefaults, add_data_arguments
 from train.data import DataError
 from train.dataset import prepare, save_bundle
+from train.options import add_data_arguments, new_parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.prepare", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpWithDefaults)
+    parser = new_parser("python -m train.prepare", __doc__.split("\n\n")[0])
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="bundle file to write (.npz)")
     parser.add_argument("--jpeg-quality", type=int, metavar="Q",

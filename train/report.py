@@ -5,20 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write a file under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-    return path
+from core.atomic import write_atomic
 
 
 def write_json(path, payload) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from core.augment import recipe_augmentation, reference_histogram
@@ -10,7 +12,8 @@ from train import distribute, metrics, report
 from train.card import build_card
 from train.data import DataError
 from train.dataset import load_bundle, prepare
-from train.evaluate import predict_crops
+from train.scoring import predict_crops
+from train.settings import RunSettings
 from train.fit import Interrupted, train
 from train.pipeline import EvalBatches, TrainBatches
 
@@ -18,26 +21,22 @@ from train.pipeline import EvalBatches, TrainBatches
 REFERENCE_SAMPLE = 500
 
 
-def _data(args, settings, log):
+def _data(args, settings: RunSettings, log):
     if args.prepared is not None:
         prepared = load_bundle(args.prepared)
-        if prepared.size != settings["image_size"]:
-            raise DataError(f"The bundle holds {prepared.size} px crops, but --image-size is {settings['image_size']}.")
+        if prepared.size != settings.image_size:
+            raise DataError(f"The bundle holds {prepared.size} px crops, but --image-size is {settings.image_size}.")
         return prepared
     return prepare(args.train, val_dirs=args.val, val_split=args.val_split, test_dirs=args.test,
-                   size=settings["image_size"], negative_classes=tuple(args.negative_classes),
+                   size=settings.image_size, negative_classes=tuple(args.negative_classes),
                    cache_dir=args.cache_dir, workers=args.workers, seed=args.seed,
                    near_threshold=args.near_threshold, log=log)
 
 
 def _augmentation(train_crops, settings):
-    rng = np.random.default_rng(settings["seed"])
+    rng = np.random.default_rng(settings.seed)
     sample = train_crops[rng.choice(len(train_crops), min(REFERENCE_SAMPLE, len(train_crops)), replace=False)]
-    return recipe_augmentation(
-        reference_histogram(sample), hist_match_p=settings["hist_match_p"], rotation=settings["rotation"],
-        shift=settings["shift"], zoom=settings["zoom"], shear=settings["shear"],
-        brightness=tuple(settings["brightness"]), hflip=settings["hflip"], vflip=settings["vflip"],
-    )
+    return recipe_augmentation(reference_histogram(sample), **dataclasses.asdict(settings.augmentation))
 
 
 def _write_results(run_dir, model, settings, prepared, history, placement, log):
@@ -57,7 +56,7 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
     scores = {name: (labels, predict_crops(predict_inputs, crops)) for name, (crops, labels) in sets.items()}
     threshold = metrics.choose_threshold(*scores["validation"])
     thresholds = {"0.5": 0.5, "validation": threshold}
-    results = {name: metrics.evaluate(labels, probs, thresholds, seed=settings["seed"])
+    results = {name: metrics.evaluate(labels, probs, thresholds, seed=settings.seed)
                for name, (labels, probs) in scores.items()}
     for name, result in results.items():
         auc = "n/a" if result["auc"] is None else f"{result['auc']:.4f} {result['auc_ci95']}"
@@ -82,29 +81,29 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
     log(f"Saved the model and {CARD_FILE} to {run_dir / 'model'}.")
 
 
-def run(args, settings, log=print) -> None:
+def run(args, settings: RunSettings, log=print) -> None:
     """Everything `python -m train` does after its arguments are checked."""
     import keras
 
-    keras.utils.set_random_seed(settings["seed"])  # weight initialisation and dropout
+    keras.utils.set_random_seed(settings.seed)  # weight initialisation and dropout
     placement = distribute.place(args.cpu_replicas)
     try:
-        distribute.check_batch_size(settings["batch_size"], placement.replicas)
+        distribute.check_batch_size(settings.optimisation.batch_size, placement.replicas)
     except ValueError as error:
         raise DataError(str(error)) from error
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s), "
-        f"global batch {settings['batch_size']} ({settings['batch_size'] // placement.replicas} per replica).")
+        f"global batch {settings.optimisation.batch_size} ({settings.optimisation.batch_size // placement.replicas} per replica).")
     prepared = _data(args, settings, log)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out / "report.json", prepared.report)
     if not args.resume:
-        report.write_json(args.out / "run_settings.json", settings)
+        report.write_json(args.out / "run_settings.json", settings.to_dict())
     train_crops, train_labels = prepared.subset("train")
     log(f"Training on {len(train_crops)} scans, validating on {int(np.sum(prepared.split == 'val'))}, "
         f"testing on {int(np.sum(prepared.split == 'test'))} (after de-duplication).")
-    train_batches = TrainBatches(train_crops, train_labels, settings["batch_size"],
-                                 _augmentation(train_crops, settings), seed=settings["seed"], workers=args.workers)
-    val_batches = EvalBatches(*prepared.subset("val"), batch_size=settings["batch_size"],
+    train_batches = TrainBatches(train_crops, train_labels, settings.optimisation.batch_size,
+                                 _augmentation(train_crops, settings), seed=settings.seed, workers=args.workers)
+    val_batches = EvalBatches(*prepared.subset("val"), batch_size=settings.optimisation.batch_size,
                               multiple_of=placement.replicas)
     try:
         model, history = train(settings, train_batches, val_batches, args.out, placement, args.resume, log)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path
 from train.report import write_json
 
 #: Arrays with at least this many values travel as float16.
@@ -45,11 +45,10 @@ def pack(model_dir, out_dir, max_mb: float = 15.0) -> list[Path]:
     paths = []
     for number, shard in enumerate(shards):
         path = out_dir / f"weights_{number:02d}.npz"
-        tmp = out_dir / f".{path.name}.tmp.npz"
-        np.savez(tmp, **shard)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **shard)
         paths.append(path)
-    manifest = {"input_size": classifier.input_size, "shards": [p.name for p in paths], "card": classifier.card}
+    manifest = {"input_size": classifier.input_size, "shards": [p.name for p in paths], "card": classifier.card.to_dict()}
     write_json(out_dir / "manifest.json", manifest)  # last: shards without a manifest are never read
     return paths
 

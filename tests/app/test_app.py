@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import app_support
-from core.io import ScanError, read_scan
+from core.scanio import ScanError, read_scan
 from core.model import load_classifier
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -70,7 +70,7 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert classifier.model_id in text
     assert "Br35H (test fixture)" in text  # training data, from the card
     assert "auc 0.500 (95% CI 0.450–0.550)" in text  # external metric with its interval
-    assert classifier.card["weights_sha256"] in text
+    assert classifier.card.weights_sha256 in text
     assert "threshold **0.500**" in text
     assert "bright yellow marks the regions with the strongest evidence for **tumour**" in text  # what the colours mean
     assert [r.label for r in at.radio] == ["Method", "Explain evidence for"]
@@ -142,10 +142,10 @@ def test_bad_file_gives_message_and_others_still_work(model_env, request, jpeg_b
 
 
 def test_unexpected_failure_gives_a_friendly_message(model_env, jpeg_bytes, monkeypatch, caplog):
-    def broken(data, *, name=None):
+    def broken(data, size, *, name=None):
         raise RuntimeError("internal detail /srv/secret")
 
-    monkeypatch.setattr(app_support, "read_scan", broken)
+    monkeypatch.setattr(app_support, "prepare_scan", broken)
     at = _upload(_app(), [("odd.jpg", jpeg_bytes)])
     _assert_clean(at)
     assert at.error[0].value.startswith("odd.jpg: this file could not be analysed.")
@@ -204,8 +204,8 @@ def test_draw_box_and_png(jpeg_bytes):
 
 def test_notes_are_worded_when_they_apply(classifier, jpeg_bytes):
     analysis = app_support.analyse(classifier, jpeg_bytes, "a.jpg")
-    fell_back = dataclasses.replace(analysis, crop=dataclasses.replace(analysis.crop, fell_back=True),
-                                    probability=0.55)
+    fell_back_scan = dataclasses.replace(analysis.scan, crop=dataclasses.replace(analysis.crop, fell_back=True))
+    fell_back = dataclasses.replace(analysis, scan=fell_back_scan, probability=0.55)
 
     class Blank:
         blank = True
@@ -214,8 +214,8 @@ def test_notes_are_worded_when_they_apply(classifier, jpeg_bytes):
     assert len(found) == 3
     assert "whole image" in found[0] and "close to the model's threshold" in found[1]
     assert "blank" in found[2]
-    confident = dataclasses.replace(analysis, probability=0.99,
-                                    crop=dataclasses.replace(analysis.crop, fell_back=False))
+    confident_scan = dataclasses.replace(analysis.scan, crop=dataclasses.replace(analysis.crop, fell_back=False))
+    confident = dataclasses.replace(analysis, probability=0.99, scan=confident_scan)
     assert app_support.notes(confident, None) == []
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import app_support
+from core.card import CardError, ModelCard
 from core.model import CARD_FILE, DEFAULT_MODEL_DIR
 
 
@@ -16,7 +17,7 @@ def shipped_card() -> dict:
 
 def test_summary_shows_external_results_not_validation():
     card = shipped_card()
-    summary = app_support.card_summary(card)
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
     mos = card["external_test"]["mos/Testing"]
     low, high = mos["auc_ci95"]
     assert f"mos/Testing: AUC {mos['auc']:.3f} (95% CI {low:.3f}–{high:.3f})" in summary["metrics"]
@@ -26,7 +27,7 @@ def test_summary_shows_external_results_not_validation():
 
 def test_summary_shows_training_counts_and_initialisation():
     card = shipped_card()
-    summary = app_support.card_summary(card)
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
     train = card["data"]["counts_after_deduplication"]["train"]
     for source, counts in train.items():
         assert f"train: {source} {counts['tumour']} tumour / {counts['no_tumour']} no tumour" in summary["data"]
@@ -35,18 +36,31 @@ def test_summary_shows_training_counts_and_initialisation():
 
 
 def test_single_class_external_set_says_auc_is_undefined():
-    card = {"external_test": {"small": {"auc": None, "scans": 5}}}
-    assert "small: AUC not defined (5 scans of one class)" in app_support.card_summary(card)["metrics"]
+    card = {"name": "small", "external_test": {"small": {"auc": None, "scans": 5}}}
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
+    assert "small: AUC not defined (5 scans of one class)" in summary["metrics"]
 
 
 @pytest.mark.parametrize("card", [
-    {"data": "Br35H, 3000 slices"},
-    {"data": {"counts_after_deduplication": {"train": 5}}},
-    {"data": {"counts_after_deduplication": {"train": {"br35h": "many"}}}},
-    {"external_test": "MOS"},
-    {"external_test": {"mos": "good"}},
+    {"name": "m", "data": "Br35H, 3000 slices"},
+    {"name": "m", "data": {"counts_after_deduplication": {"train": 5}}},
+    {"name": "m", "data": {"counts_after_deduplication": {"train": {"br35h": "many"}}}},
 ])
-def test_malformed_cards_are_shown_as_given_without_raising(card):
-    summary = app_support.card_summary(card)
+def test_odd_but_valid_cards_are_shown_as_given_without_raising(card):
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
     assert set(summary) == {"name", "data", "metrics", "threshold", "weights_sha256"}
     assert all(isinstance(value, str) for value in summary.values())
+
+
+@pytest.mark.parametrize("card, entry", [
+    ({"name": "m", "external_test": "MOS"}, "external_test"),
+    ({"name": "m", "external_test": {"mos": "good"}}, "external_test"),
+    ({"name": "m", "threshold": 1.5}, "threshold"),
+    ({"name": "m", "threshold": "high"}, "threshold"),
+    ({"name": "m", "input": {"size": 7}}, "input.size"),
+    ({"threshold": 0.5}, "name"),
+    ({"name": "m", "weights_sha256": "abc"}, "weights_sha256"),
+])
+def test_malformed_cards_are_refused_naming_the_entry(card, entry):
+    with pytest.raises(CardError, match=entry.replace(".", r"\.")):
+        ModelCard.from_dict(card)

@@ -7,19 +7,13 @@ browser sessions at once. Files are handed to the page from memory (Playwright b
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-REPO = Path(__file__).resolve().parents[2]
+from brain_mri import server as server_tools
+from brain_mri.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, result_of, upload
+
 TIMEOUT_MS = 180_000  # two CPU cores shared with other work: be patient, never flaky
 
 pytestmark = [
@@ -29,51 +23,19 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
 
-IMAGES_RENDERED = """n => [...document.querySelectorAll('[data-testid="stImage"] img')]
-                      .filter(img => img.complete && img.naturalWidth > 0).length >= n"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"streamlit did not become healthy within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """`streamlit run streamlit_app.py` on a free local port, with the tiny model."""
-    port = _free_port()
+    port = server_tools.free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     env = {**os.environ, "BRAIN_MRI_MODEL_DIR": str(tiny_model_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port)]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    process = server_tools.start(port, log, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process, log)
+        server_tools.wait_healthy(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server_tools.stop(process)
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
@@ -88,7 +50,7 @@ def browser():
 @pytest.fixture(scope="module")
 def expected(tiny_model_dir):
     """The probability text the page must show for given bytes, computed through `core` here."""
-    from core.io import read_scan
+    from core.scanio import read_scan
     from core.model import load_classifier
 
     classifier = load_classifier(tiny_model_dir)
@@ -96,30 +58,14 @@ def expected(tiny_model_dir):
 
 
 def _open(browser, url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.locator('input[type="file"]').wait_for(state="attached")
-    return context, page
-
-
-def _upload(page, name: str, data: bytes, mime: str = "image/jpeg") -> None:
-    page.locator('input[type="file"]').set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
-
-
-def _result_of(page, name: str):
-    """The bordered container of one scan's result, once its probability is shown."""
-    card = page.locator('[class*="st-key-scan-"]').filter(has=page.get_by_role("heading", name=name))
-    card.get_by_test_id("stMetricValue").wait_for()
-    return card
+    return open_page(browser, url, TIMEOUT_MS)
 
 
 def test_upload_scan_then_pdf(server, browser, expected, jpeg_bytes, pdf_bytes, tmp_path):
     context, page = _open(browser, server)
     try:
-        _upload(page, "y0.jpg", jpeg_bytes)
-        card = _result_of(page, "y0.jpg")
+        upload(page, "y0.jpg", jpeg_bytes)
+        card = result_of(page, "y0.jpg")
         assert card.get_by_test_id("stMetricLabel").inner_text().strip() == "Tumour probability"
         assert card.get_by_test_id("stMetricValue").inner_text().strip() == expected(jpeg_bytes)
         assert "Label at the model's threshold" in card.inner_text()
@@ -132,7 +78,7 @@ def test_upload_scan_then_pdf(server, browser, expected, jpeg_bytes, pdf_bytes, 
         page.screenshot(path=str(screenshot))
         assert screenshot.stat().st_size > 10_000
 
-        _upload(page, "report.pdf", pdf_bytes, "application/pdf")
+        upload(page, "report.pdf", pdf_bytes, "application/pdf")
         error = page.get_by_test_id("stAlertContentError").filter(has_text="report.pdf")
         error.wait_for()
         assert "PDF" in error.inner_text()
@@ -140,7 +86,7 @@ def test_upload_scan_then_pdf(server, browser, expected, jpeg_bytes, pdf_bytes, 
         page.set_viewport_size({"width": 1400, "height": 2400})
         page.wait_for_timeout(1000)  # the table draws on a canvas after the resize
         page.screenshot(path=str(tmp_path / "app-pdf-error.png"))
-        assert _result_of(page, "y0.jpg").get_by_test_id("stMetricValue").inner_text().strip() == \
+        assert result_of(page, "y0.jpg").get_by_test_id("stMetricValue").inner_text().strip() == \
             expected(jpeg_bytes)
         assert "Traceback" not in page.content()
         assert "Research demo, not for clinical use" in page.inner_text("body")
@@ -155,9 +101,9 @@ def test_two_sessions_at_once_each_get_their_own_result(server, browser, expecte
     sessions = {name: _open(browser, server) for name in scans}
     try:
         for name, (_, page) in sessions.items():  # both uploads are in flight before either is awaited
-            _upload(page, name, scans[name])
+            upload(page, name, scans[name])
         for name, (_, page) in sessions.items():
-            card = _result_of(page, name)
+            card = result_of(page, name)
             assert card.get_by_test_id("stMetricValue").inner_text().strip() == expected(scans[name])
             other = next(n for n in scans if n != name)
             assert other not in page.inner_text("body"), "a session must never show another's scan"

@@ -257,7 +257,7 @@ def real_crops(count=4):
     if not paths:
         return []
     from core.crop import crop_brain
-    from core.io import read_scan
+    from core.scanio import read_scan
     from core.preprocess import prepare_crop
 
     return [prepare_crop(crop_brain(read_scan(p).pixels).image, 128) for p in paths]

@@ -91,7 +91,7 @@ def read_rows(path_or_text):
 
 
 def test_predict_folder_writes_every_row_and_exits_0(model_dir, scans_dir, tmp_path):
-    from core.io import read_scan
+    from core.scanio import read_scan
     from core.model import load_classifier
 
     out, heatmaps = tmp_path / "out" / "predictions.csv", tmp_path / "heatmaps"

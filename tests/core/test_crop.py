@@ -181,7 +181,7 @@ def test_real_scans_give_a_sane_box(name):
     path = DATA / name
     if not path.is_file():
         pytest.skip(f"{path} is missing from the data folder")
-    from core.io import read_scan
+    from core.scanio import read_scan
 
     pixels = read_scan(path).pixels
     height, width = pixels.shape[:2]
@@ -201,7 +201,7 @@ def test_real_scan_with_a_white_frame_is_cropped_inside_the_frame(name):
     path = DATA / name
     if not path.is_file():
         pytest.skip(f"real scan not found at {path} (see shared/data/SOURCES.md)")
-    from core.io import read_scan
+    from core.scanio import read_scan
 
     pixels = read_scan(path).pixels
     height, width = pixels.shape[:2]

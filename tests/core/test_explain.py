@@ -308,10 +308,11 @@ def test_no_tumour_map_is_evidence_against(classifier, held_out):
 def test_explainer_is_built_once_and_reused(trained, held_out):
     clf = classifier_for(trained)
     explain(clf, held_out[0][0])
-    explainer = clf._explainers[LAYER]
-    visualiser = explainer._visualisers["gradcam"]
+    explainer = clf.explainers[LAYER]
+    visualiser = explainer.cached("Gradcam", lambda: None)
     explain(clf, held_out[0][1])
-    assert clf._explainers[LAYER] is explainer and explainer._visualisers["gradcam"] is visualiser
+    assert clf.explainers[LAYER] is explainer and explainer.cached("Gradcam", lambda: None) is visualiser
+    assert visualiser is not None
 
 
 def test_layer_argument_overrides_the_card(trained, held_out):

@@ -233,7 +233,7 @@ def test_card_records_the_weights_hash(trained_dir, loaded):
     assert {key: card[key] for key in CARD} == CARD
     assert card["weights_file"] == MODEL_FILE
     assert card["weights_sha256"] == sha256_of(directory / MODEL_FILE)
-    assert loaded.card == card and loaded.directory == directory
+    assert loaded.card.to_dict() == card and loaded.directory == directory
     assert loaded.model_id == f"test-model@{card['weights_sha256'][:12]}"
     assert sorted(path.name for path in directory.iterdir()) == sorted([CARD_FILE, MODEL_FILE])
 

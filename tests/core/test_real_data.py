@@ -2,26 +2,76 @@
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from core.crop import crop_brain
-from core.io import read_scan
+from core.scanio import read_scan
 
-SETS = ("br35h", "nav", "mos")
-EXPECTED_FILES = 4564  # see ../shared/data/SOURCES.md
+#: Every scan folder under ../shared/data and its file count (../shared/data/SOURCES.md).
+EXPECTED_FOLDERS = {
+    "br35h/yes": 1500,
+    "br35h/no": 1500,
+    "nav/yes": 155,
+    "nav/no": 98,
+    "mos/Testing/glioma": 300,
+    "mos/Testing/meningioma": 306,
+    "mos/Testing/notumor": 405,
+    "mos/Testing/pituitary": 300,
+    "mos/Training/glioma": 1221,
+    "mos/Training/meningioma": 1269,
+    "mos/Training/notumor": 68,
+    "mos/Training/pituitary": 1438,
+    "lgg/yes": 607,
+    "lgg/no": 1176,
+}
+EXPECTED_SCANS = 10343  # SOURCES.md's total
+LGG_PATIENTS = 53
+LGG_MASKS = 607
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def test_every_shared_scan_reads_and_crops(shared_data):
-    files = sorted(p for name in SETS for p in (shared_data / name).rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    assert len(files) == EXPECTED_FILES, "the shared data changed; update EXPECTED_FILES"
+def _files(folder):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def test_the_data_folders_hold_what_sources_md_says(shared_data):
+    counts = {name: len(_files(shared_data / name)) for name in EXPECTED_FOLDERS}
+    assert counts == EXPECTED_FOLDERS, "the shared data changed; update EXPECTED_FOLDERS from SOURCES.md"
+    assert sum(counts.values()) == EXPECTED_SCANS
+    # no scan folder outside the named ones (a new folder must be named here before it is trusted)
+    top = {p.relative_to(shared_data).as_posix() for p in shared_data.glob("*/*")
+           if p.is_dir() and p.parent.name != "mos"}
+    top |= {p.relative_to(shared_data).as_posix() for p in shared_data.glob("mos/*/*") if p.is_dir()}
+    assert top == set(EXPECTED_FOLDERS)
+
+
+def test_lgg_manifest_names_every_slice_its_patient_and_mask(shared_data):
+    with open(shared_data / "lgg" / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    files = {f"{sub}/{p.name}" for sub in ("yes", "no") for p in _files(shared_data / "lgg" / sub)}
+    assert {row["file"] for row in rows} == files
+    assert len({row["patient"] for row in rows}) == LGG_PATIENTS
+    masks = {p.name for p in _files(shared_data / "lgg-masks")}
+    assert len(masks) == LGG_MASKS
+    for row in rows:
+        tumour = row["file"].startswith("yes/")
+        assert (row["label"] == "tumour") == tumour
+        assert (int(row["mask_area_px"]) > 0) == tumour
+        assert (row["file"].split("/")[1] in masks) == tumour
+
+
+@pytest.mark.parametrize("folder", sorted({name.split("/")[0] for name in EXPECTED_FOLDERS}))
+def test_every_shared_scan_reads_and_crops(shared_data, folder):
+    files = [p for name in EXPECTED_FOLDERS if name.split("/")[0] == folder for p in _files(shared_data / name)]
+    assert len(files) == sum(n for name, n in EXPECTED_FOLDERS.items() if name.split("/")[0] == folder)
 
     failures: list[str] = []
     formats: Counter[str] = Counter()
-    fell_back: Counter[str] = Counter()
+    fell_back = 0
     for path in files:
         where = str(path.relative_to(shared_data))
         try:
@@ -36,9 +86,12 @@ def test_every_shared_scan_reads_and_crops(shared_data):
         if crop.image.size == 0:
             failures.append(f"{where}: empty crop {crop.box}")
         formats[scan.meta["format"]] += 1
-        fell_back[where.split("/")[0]] += crop.fell_back
+        fell_back += crop.fell_back
 
-    print(f"\nformats by content: {dict(formats)}; crop fell back: {dict(fell_back)}")
+    print(f"\n{folder}: formats by content {dict(formats)}; crop fell back {fell_back}")
     assert not failures, "\n".join(failures)
-    # 19 files named .jpg hold PNG (SOURCES.md); they must be read by content.
-    assert formats["PNG"] >= 19
+    if folder in ("br35h", "nav"):
+        # 13 + 6 files named .jpg hold PNG (SOURCES.md); they must be read by content.
+        assert formats["PNG"] >= {"br35h": 13, "nav": 6}[folder]
+    if folder == "lgg":
+        assert formats == {"PNG": len(files)}

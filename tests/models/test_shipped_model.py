@@ -59,8 +59,7 @@ def test_evaluate_reproduces_the_card(shipped, shared_data, tmp_path, monkeypatc
     from train.evaluate import run
 
     monkeypatch.setenv("BRAIN_MRI_CACHE", str(tmp_path / "cache"))
-    card = shipped.card
-    recorded = card["external_test"]["mos/Testing"]
+    recorded = shipped.card.external_test["mos/Testing"]
     args = argparse.Namespace(
         model=str(DEFAULT_MODEL_DIR), data=[str(shared_data / "mos" / "Testing")],
         exclude_duplicates_of=[str(shared_data / "br35h")], negative_classes=["no", "notumor", "no_tumor",

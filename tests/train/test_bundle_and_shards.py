@@ -84,14 +84,14 @@ def test_shards_round_trip(tmp_path):
     assert len(weight_files) >= 3  # ResNet50 in float16 is ~47 MB: several shards of at most ~15 MB
     assert all(p.stat().st_size < 16e6 for p in weight_files)
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
-    assert manifest["input_size"] == 32 and manifest["card"]["weights_sha256"] == original.card["weights_sha256"]
+    assert manifest["input_size"] == 32 and manifest["card"]["weights_sha256"] == original.card.weights_sha256
 
     assert shards.main(["unpack", str(tmp_path / "shards"), str(tmp_path / "restored")]) == 0
     restored = load_classifier(tmp_path / "restored")  # the hash check passes: the card carries the new hash
-    card = restored.card
+    card = restored.card.to_dict()
     assert "float16" in card["transport"]
     assert card["weights_sha256"] == sha256_of(tmp_path / "restored" / "model.keras")
-    assert card["weights_sha256"] != original.card["weights_sha256"]
+    assert card["weights_sha256"] != original.card.weights_sha256
     assert card["name"] == "tiny" and restored.threshold == 0.4
     inputs = np.random.default_rng(0).normal(0, 60, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(restored.predict_inputs(inputs), original.predict_inputs(inputs), atol=1e-2)

@@ -56,7 +56,7 @@ def outcomes(shared_data, tmp_path_factory, cli_env):
     saved = settings_of(parser().parse_args(["--out", "x", *TINY, "--train", f"{tmp}/data", "--val-split", "0.2"]))
     resume_dir = tmp / "out_resume_changed_settings"
     (resume_dir / "checkpoint").mkdir(parents=True)
-    (resume_dir / "run_settings.json").write_text(json.dumps(saved))
+    (resume_dir / "run_settings.json").write_text(json.dumps(saved.to_dict()))
 
     def call(name):
         args, _ = CASES[name]
@@ -139,7 +139,7 @@ def test_resume_refuses_other_data(tmp_path):
     from train.data import DataError
 
     base = ["--out", str(tmp_path), *TINY, "--val-split", "0.2"]
-    (tmp_path / "run_settings.json").write_text(json.dumps(settings_of(parser().parse_args(base + ["--train", "a"]))))
+    (tmp_path / "run_settings.json").write_text(json.dumps(settings_of(parser().parse_args(base + ["--train", "a"])).to_dict()))
     _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "a"])))  # same data: accepted
     with pytest.raises(DataError, match="these differ: data"):
         _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "b"])))

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 
-from core.io import MAX_PIXELS, MIN_SIDE, Scan, ScanError, read_scan
+from core.scanio import MAX_PIXELS, MIN_SIDE, Scan, ScanError, read_scan
 
 # A non-square test pattern (W=64, H=48) whose every pixel differs from its mirror
 # images, so a wrong orientation or a swapped axis cannot pass.

@@ -1,0 +1,1 @@
+"""The `brain-mri` command: one entry point for the app, prediction, training and evaluation."""

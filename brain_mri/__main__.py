@@ -1,0 +1,5 @@
+import sys
+
+from brain_mri.console import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""`brain-mri COMMAND [ARGS...]`: the project's commands under one name.
+
+    brain-mri app [STREAMLIT FLAGS]     serve the app (http://localhost:8501)
+    brain-mri predict PATH...           = python -m core predict
+    brain-mri train ...                 = python -m train
+    brain-mri evaluate ...              = python -m train.evaluate
+    brain-mri prepare ...               = python -m train.prepare
+    brain-mri shards pack|unpack ...    = python -m train.shards
+
+Each command's own `--help` lists its options. Modules are imported only when
+their command runs, so `brain-mri app` never loads the trainer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Sequence
+
+#: command -> (module, function taking argv); "app" is handled apart.
+COMMANDS = {
+    "predict": ("core.cli", "main"),
+    "train": ("train.cli", "main"),
+    "evaluate": ("train.evaluate", "main"),
+    "prepare": ("train.prepare", "main"),
+    "shards": ("train.shards", "main"),
+}
+
+
+def _usage() -> str:
+    return __doc__.split("\n\n")[1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: brain-mri COMMAND [ARGS...]\n\n{_usage()}")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "app":
+        from brain_mri.server import streamlit_command
+
+        full = streamlit_command(*rest)
+        os.execv(full[0], full)  # replaces this process; never returns
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}. Choose one of: app, {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module, function = COMMANDS[command]
+    if command == "predict":
+        rest = ["predict", *rest]
+    return getattr(importlib.import_module(module), function)(rest)

@@ -1,0 +1,89 @@
+"""Command-line options shared by `python -m train`, `train.prepare` and `train.evaluate`.
+
+Every default comes from `core.recipe` (the published recipe) or the module
+that owns the setting, so the help text and the code never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.recipe import AUGMENTATION, INPUT_SIZE, OPTIMISATION, STAGES
+from train import dedup
+from train.data import NEGATIVE_CLASSES
+
+
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (the help then says what happens)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpWithDefaults)
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """How class folders are read and copies recognised."""
+    parser.add_argument("--negative-classes", nargs="+", default=list(NEGATIVE_CLASSES), metavar="NAME",
+                        help="class folder names meaning 'no tumour', any case")
+    parser.add_argument("--near-threshold", type=int, default=dedup.NEAR_THRESHOLD,
+                        help="largest 256-bit dHash Hamming distance counted as a near duplicate")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options shared by `python -m train` and `python -m train.prepare`."""
+    parser.add_argument("--train", nargs="+", metavar="DIR", help="training folders with class subfolders")
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument("--val", nargs="+", metavar="DIR",
+                     help="validation folders (duplicates of training scans are removed)")
+    val.add_argument("--val-split", type=float, metavar="FRACTION",
+                     help="hold out this fraction of the training folders, whole duplicate groups at a time")
+    parser.add_argument("--test", nargs="*", default=[], metavar="DIR",
+                        help="external test folders, each reported on its own (duplicates removed)")
+    add_label_arguments(parser)
+    parser.add_argument("--image-size", type=int, default=INPUT_SIZE, help="input side in pixels")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for splits, weight initialisation, order and augmentation")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="processes for cropping and threads for augmentation")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="crop cache (default: $BRAIN_MRI_CACHE or ~/.cache/brain-mri/crops)")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's optimisation settings; defaults are the published recipe's."""
+    recipe = parser.add_argument_group("recipe (defaults are the published recipe's)")
+    recipe.add_argument("--weights", default=OPTIMISATION.weights,
+                        help="imagenet | none | PATH to ResNet50 no-top weights")
+    recipe.add_argument("--trainable-from", choices=STAGES,
+                        help="first trainable stage (default: conv4 with pretrained weights, conv1 with none)")
+    recipe.add_argument("--epochs", type=int, default=OPTIMISATION.epochs, help="most epochs")
+    recipe.add_argument("--batch-size", type=int, default=OPTIMISATION.batch_size,
+                        help="global batch size (all replicas)")
+    recipe.add_argument("--lr", type=float, default=OPTIMISATION.lr, help="Adam learning rate")
+    recipe.add_argument("--label-smoothing", type=float, default=OPTIMISATION.label_smoothing,
+                        help="binary cross-entropy label smoothing")
+    recipe.add_argument("--patience", type=int, default=OPTIMISATION.patience,
+                        help="early-stopping patience on validation AUC")
+    recipe.add_argument("--lr-factor", type=float, default=OPTIMISATION.lr_factor,
+                        help="ReduceLROnPlateau factor on validation AUC")
+    recipe.add_argument("--lr-patience", type=int, default=OPTIMISATION.lr_patience,
+                        help="ReduceLROnPlateau patience (epochs)")
+
+
+def add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's augmentation; defaults are the published recipe's."""
+    aug = parser.add_argument_group("augmentation")
+    aug.add_argument("--hist-match-p", type=float, default=AUGMENTATION.hist_match_p,
+                     help="probability of histogram matching")
+    aug.add_argument("--rotation", type=float, default=AUGMENTATION.rotation, help="rotation range, degrees")
+    aug.add_argument("--shift", type=float, default=AUGMENTATION.shift, help="shift range, fraction of the side")
+    aug.add_argument("--zoom", type=float, default=AUGMENTATION.zoom, help="zoom range (scale 1 +- zoom)")
+    aug.add_argument("--shear", type=float, default=AUGMENTATION.shear, help="shear range, degrees")
+    aug.add_argument("--brightness", type=float, nargs=2, default=list(AUGMENTATION.brightness),
+                     metavar=("LOW", "HIGH"), help="brightness factor range")
+    aug.add_argument("--hflip", type=float, default=AUGMENTATION.hflip, help="probability of a horizontal flip")
+    aug.add_argument("--vflip", type=float, default=AUGMENTATION.vflip, help="probability of a vertical flip")
