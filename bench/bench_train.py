@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+from core.recipe import STAGES  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "br35h"
 EPOCH_SCANS = 3000  # Br35H: 1500 tumour + 1500 normal
@@ -42,12 +44,27 @@ def br35h_paths(count: int) -> tuple[list[Path], np.ndarray]:
     return paths[:count], np.array(labels[:count], dtype=np.int8)
 
 
+def time_pipeline(batches, batch_size: int, workers: int) -> None:
+    """The input pipeline alone: augmented, normalised batches, one thread and `workers` threads."""
+    n = len(batches)
+    started = time.perf_counter()
+    for i in range(n):
+        batches[i]
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(batches.__getitem__, range(n)))
+    many = time.perf_counter() - started
+    print(f"pipeline alone: 1 thread {n / one:.2f} batches/s ({n * batch_size / one:.0f} img/s); "
+          f"{workers} threads {n / many:.2f} batches/s ({n * batch_size / many:.0f} img/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
     parser.add_argument("--batch-size", type=int, default=100, help="global batch size (default 100, the recipe)")
     parser.add_argument("--image-size", type=int, default=224, help="input side (default 224)")
-    parser.add_argument("--trainable-from", default="conv4", choices=("conv1", "conv2", "conv3", "conv4", "conv5", "head"),
+    parser.add_argument("--trainable-from", default="conv4", choices=STAGES,
                         help="first trainable stage (default conv4, the recipe; conv1 trains everything)")
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads and crop processes (default 2)")
     parser.add_argument("--cache-dir", type=Path, help="crop cache (default $BRAIN_MRI_CACHE or ~/.cache/brain-mri)")
@@ -77,19 +94,8 @@ def main() -> None:
           f"batch {args.batch_size}, trainable from {args.trainable_from}, full recipe augmentation, "
           f"{args.workers} augmentation threads")
 
-    # The input pipeline alone: augmented, normalised batches, one thread and `workers` threads.
     batches = TrainBatches(crops, labels, args.batch_size, augment, seed=0, workers=args.workers)
-    n = len(batches)
-    started = time.perf_counter()
-    for i in range(n):
-        batches[i]
-    one = time.perf_counter() - started
-    started = time.perf_counter()
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(batches.__getitem__, range(n)))
-    many = time.perf_counter() - started
-    print(f"pipeline alone: 1 thread {n / one:.2f} batches/s ({n * args.batch_size / one:.0f} img/s); "
-          f"{args.workers} threads {n / many:.2f} batches/s ({n * args.batch_size / many:.0f} img/s)")
+    time_pipeline(batches, args.batch_size, args.workers)
 
     model = build_model(weights=None, trainable_from=args.trainable_from, input_size=args.image_size)
     compile_model(model, lr=2e-4, label_smoothing=0.01)
