@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from core.calibration import Calibration
 from core.recipe import INPUT_SIZE
 
 CARD_FILE = "model_card.json"
@@ -42,6 +43,7 @@ class ModelCard:
     intended_use: str = ""
     limitations: list = field(default_factory=list)
     explain_layer: str | None = None
+    calibration: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,7 +98,7 @@ class ModelCard:
 
 _TYPES = {"name": str, "weights_file": str, "threshold_method": str, "input": dict, "initialisation": str,
           "metrics": dict, "external_test": dict, "test_including_training_copies": dict, "intended_use": str,
-          "limitations": list, "weights_sha256": str}
+          "limitations": list, "weights_sha256": str, "calibration": dict}
 
 
 def _validated(card: ModelCard, source: str, require_hash: bool) -> ModelCard:
@@ -115,6 +117,11 @@ def _validated(card: ModelCard, source: str, require_hash: bool) -> ModelCard:
         bad = [key for key, value in getattr(card, section).items() if not isinstance(value, dict)]
         if bad:
             raise CardError(f"{source}: every '{section}' entry must be an object; {bad} are not.")
+    if card.calibration:
+        try:
+            Calibration.from_dict(card.calibration)
+        except ValueError as error:
+            raise CardError(f"{source}: {error}") from None
     digest = card.weights_sha256
     if require_hash and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
         raise CardError(f"{source} has no valid 'weights_sha256' entry (64 hex digits).")

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.atomic import atomic_path, write_atomic
+from core.calibration import IDENTITY, Calibration
 from core.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
 from core.pipeline import PreparedScan, as_prepared
 from core.recipe import INPUT_SIZE, STAGES, default_trainable_from
@@ -189,6 +190,11 @@ class Classifier:
     @property
     def input_size(self) -> int:
         return int(self.model.input_shape[1])
+
+    @property
+    def calibration(self) -> Calibration:
+        """The card's calibration of the raw output (identity when the card has none)."""
+        return Calibration.from_dict(self.card.calibration) if self.card.calibration else IDENTITY
 
     @property
     def model_id(self) -> str:
