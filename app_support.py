@@ -10,23 +10,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from core.card import ModelCard
+from core.card_summary import card_summary, describe  # noqa: F401 - re-exported: the model panel
 from core.explain.registry import method_labels
-from core.labels import DISPLAY, label_for
+from core.assessment import Assessment, assess
+from core.input_check import InputCheck, check_input
+from core.labels import DISPLAY, display
 from core.pixels import to_rgb
 from core.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
 TARGETS = {shown: label for label, shown in DISPLAY.items()}
-#: A probability within this distance of the threshold is called uncertain.
-NEAR_THRESHOLD = 0.10
 #: Crop-box colour (RGB) and line width as a fraction of the scan's longer side.
 BOX_COLOUR = (0, 255, 0)
 BOX_WIDTH = 0.006
@@ -39,18 +38,45 @@ DISCLAIMER = (
 
 @dataclass(frozen=True)
 class Analysis(OfScan):
-    """One upload run through `core`: the prepared scan (pixels, crop, model input) and its probability."""
+    """One upload run through `core`: the prepared scan, the input check and, when it passed, the assessment.
+
+    assessment: a `core.assessment.Assessment` (calibrated probability, its range over
+    test-time views, threshold, verdict), or None when the input check refused the scan.
+    """
 
     name: str
     digest: str
     scan: PreparedScan
-    probability: float
-    threshold: float
+    check: InputCheck
+    assessment: Assessment | None
+
+    @property
+    def refused(self) -> bool:
+        return self.assessment is None
+
+    @property
+    def probability(self) -> float | None:
+        return None if self.assessment is None else self.assessment.probability
 
     @property
     def label(self) -> str:
-        """'tumour' or 'no_tumour' at the threshold (data spelling; `core.labels.display` for the screen)."""
-        return label_for(self.probability, self.threshold)
+        """'tumour', 'no_tumour', 'uncertain' (data spelling) or 'not_brain_mri'."""
+        return "not_brain_mri" if self.assessment is None else self.assessment.verdict
+
+
+#: Every label and status, as the page shows it.
+SHOWN = {**DISPLAY, "uncertain": "Uncertain", "not_brain_mri": "Not a brain MRI slice", "—": "—"}
+
+
+def verdict_text(analysis: Analysis) -> str:
+    """What the page says instead of a bare label."""
+    if analysis.refused:
+        return f"Not a brain MRI slice ({analysis.check.reason}). No tumour probability is given."
+    result = analysis.assessment
+    if result.uncertain:
+        return (f"**Uncertain**: the probability is too close to the model's threshold ({result.threshold:.2f}), "
+                "or the flipped views disagree, to call it either way.")
+    return f"Label at the model's threshold ({result.threshold:.2f}): **{display(result.verdict)}**"
 
 
 def methods() -> dict[str, str]:
@@ -64,11 +90,11 @@ def digest_of(data: bytes) -> str:
 
 
 def analyse(classifier, data: bytes, name: str) -> Analysis:
-    """Decode, crop and classify one upload. Raises `core.scanio.ScanError` for a bad file."""
+    """Decode, crop, check and assess one upload. Raises `core.scanio.ScanError` for a bad file."""
     scan = prepare_scan(data, classifier.input_size, name=name)
-    probability = float(classifier.predict_prepared([scan])[0])
-    return Analysis(name=name, digest=digest_of(data), scan=scan, probability=probability,
-                    threshold=classifier.threshold)
+    check = check_input(scan.pixels, scan.crop, scan.meta)
+    assessment = assess(classifier, [scan])[0] if check.ok else None
+    return Analysis(name=name, digest=digest_of(data), scan=scan, check=check, assessment=assessment)
 
 
 def explain_scan(classifier, analysis: Analysis, method: str, target: str):
@@ -84,7 +110,7 @@ def warm_up(classifier) -> None:
 
     blank = prepare_pixels(np.zeros((classifier.input_size, classifier.input_size), dtype=np.uint8),
                            classifier.input_size)
-    classifier.predict_prepared([blank])
+    assess(classifier, [blank])  # compiles the batch of test-time views
     explain(classifier, blank, method="gradcam", target="tumour")
 
 
@@ -94,9 +120,6 @@ def notes(analysis: Analysis, explanation=None, target_label: str = "Tumour") ->
     if analysis.crop.fell_back:
         found.append("No brain outline was found, so the whole image was analysed. "
                       "Check that this is a brain MRI slice.")
-    if abs(analysis.probability - analysis.threshold) < NEAR_THRESHOLD:
-        found.append(f"The probability is close to the model's threshold ({analysis.threshold:.2f}): "
-                     "treat this result as uncertain.")
     if explanation is not None and explanation.blank:
         found.append(f"The explanation map is blank: the model found no region that raises its "
                      f"evidence for '{target_label.lower()}'. Try the other target or method.")
@@ -121,18 +144,25 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
+def _result(analysis: Analysis) -> dict[str, Any]:
+    if analysis.refused:
+        return {"status": "not_brain_mri", "reason": analysis.check.reason}
+    result = analysis.assessment
+    return {"status": "ok", "tumour_probability": round(result.probability, 6),
+            "probability_range": [round(result.low, 6), round(result.high, 6)],
+            "raw_probability": round(result.raw, 6), "label": result.verdict, "threshold": round(result.threshold, 6)}
+
+
 def report(analysis: Analysis, model_id: str, method: str, target: str) -> dict[str, Any]:
     """The JSON report of one scan: the result and how it was made; no DICOM tag, no pixels."""
+    box = analysis.crop.box
     return {
         "file": analysis.name,
         "file_sha256": analysis.digest,
-        "tumour_probability": round(analysis.probability, 6),
-        "label": analysis.label,
-        "threshold": analysis.threshold,
-        "crop_box": {"x0": analysis.crop.box[0], "y0": analysis.crop.box[1],
-                     "x1": analysis.crop.box[2], "y1": analysis.crop.box[3]},
+        **_result(analysis),
+        "crop_box": {"x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3]},
         "crop_fell_back": analysis.crop.fell_back,
-        "explanation": {"method": method, "target": target},
+        "explanation": None if analysis.refused else {"method": method, "target": target},
         "model_id": model_id,
         "note": DISCLAIMER,
     }
@@ -143,14 +173,18 @@ def report_json(report_dict: dict[str, Any]) -> bytes:
 
 
 def table_row(name: str, analysis: Analysis | None = None, error: str | None = None) -> dict[str, Any]:
-    """One row of the results table: a result or a file that could not be read."""
+    """One row of the results table (data spelling): a result, a refused scan or an unreadable file."""
+    row = {"file": name, "status": "unreadable", "tumour_probability": None, "probability_low": None,
+           "probability_high": None, "label": "—", "crop_fell_back": None, "error": error or ""}
     if analysis is None:
-        return {"file": name, "tumour_probability": None, "label": "—", "crop_fell_back": None,
-                "near_threshold": None, "error": error or ""}
-    return {"file": name, "tumour_probability": round(analysis.probability, 4), "label": analysis.label,
-            "crop_fell_back": analysis.crop.fell_back,
-            "near_threshold": abs(analysis.probability - analysis.threshold) < NEAR_THRESHOLD,
-            "error": ""}
+        return row
+    row.update(status="not_brain_mri" if analysis.refused else "ok", label=analysis.label,
+               crop_fell_back=analysis.crop.fell_back, error=analysis.check.reason)
+    if not analysis.refused:
+        result = analysis.assessment
+        row.update(tumour_probability=round(result.probability, 4), probability_low=round(result.low, 4),
+                   probability_high=round(result.high, 4))
+    return row
 
 
 def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
@@ -161,86 +195,84 @@ def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if math.isfinite(value) else str(value)
-    return str(value)
+def faithfulness_text(classifier, explanation) -> str:
+    """One sentence on what hiding the map's top 15% of the brain does to this scan's probability.
 
-
-def describe(value: Any) -> str:
-    """A card entry (number, text, list, nested dict) as one readable line."""
-    if isinstance(value, dict):
-        parts = []
-        for key, item in value.items():
-            if _is_interval_key(key):
-                continue
-            text = f"{key} {describe(item)}"
-            interval = _interval_for(key, value)
-            if interval is not None:
-                text += f" (95% CI {_number(interval[0])}–{_number(interval[1])})"
-            parts.append(text)
-        return "; ".join(parts)
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-            return f"{_number(value[0])}–{_number(value[1])}"
-        return ", ".join(describe(item) for item in value)
-    return _number(value)
-
-
-def _is_interval_key(key: str) -> bool:
-    key = str(key).lower()
-    return key.endswith(("_ci", "_ci95", "_interval")) or key in ("ci", "ci95", "interval")
-
-
-def _interval_for(key: str, siblings: dict) -> Any:
-    for suffix in ("_ci", "_ci95", "_interval"):
-        found = siblings.get(f"{key}{suffix}")
-        if isinstance(found, (list, tuple)) and len(found) == 2:
-            return found
-    return None
-
-
-def _training_data(card: ModelCard) -> str:
-    """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
-    counts = card.data.get("counts_after_deduplication") if isinstance(card.data, dict) else None
-    parts = []
-    for split, sources in (counts.items() if isinstance(counts, dict) else ()):
-        for source, n in (sources.items() if isinstance(sources, dict) else ()):
-            if not isinstance(n, dict):
-                continue
-            parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
-    if card.initialisation:
-        parts.append(f"initialisation: {card.initialisation}")
-    return "; ".join(parts)
-
-
-def _external_result(source: str, result: dict[str, Any]) -> str:
-    """One phrase for one external test source: AUC with its interval, balanced accuracy, size."""
-    if result.get("auc") is None:
-        return f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)"
-    low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
-    at = result.get("at_card", {})
-    removed = result.get("duplicates_removed") or {}
-    text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
-            f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
-            f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")
-    if removed:
-        text += f", after removing {removed.get('exact', 0) + removed.get('near', 0)} copies of training scans"
-    return text
-
-
-def card_summary(card: ModelCard) -> dict[str, str]:
-    """What the page always shows about the model, taken from its (validated) model card.
-
-    Cards written by `python -m train` are summarised (training counts, external test
-    results); other cards' `data` and `metrics` entries are shown as given.
+    The probabilities are calibrated as the page's are (`core.faithfulness` measures raw outputs).
     """
-    data = _training_data(card) or describe(card.data if card.data is not None else "not stated in the model card")
-    external = "; ".join(_external_result(source, result) for source, result in card.external_test.items())
-    return {
-        "name": card.name,
-        "data": data,
-        "metrics": external or describe(card.metrics or "not stated in the model card"),
-        "threshold": _number(float(card.threshold)),
-        "weights_sha256": card.weights_sha256 or "unknown",
-    }
+    from core.faithfulness import describe_faithfulness, faithfulness_summary
+
+    summary = faithfulness_summary(classifier, explanation)
+    keys = [key for key in ("probability", "after_top", "after_random") if summary.get(key) is not None]
+    calibrated = classifier.calibration([summary[key] for key in keys])
+    return describe_faithfulness({**summary, **{key: float(value) for key, value in zip(keys, calibrated)}})
+
+
+def report_page(analysis: Analysis, explanation=None, heading: str = ""):
+    """The PDF page (`core.report_pdf.ReportPage`) of one assessed scan."""
+    from core.report_pdf import ReportPage
+
+    result = analysis.assessment
+    return ReportPage.from_scan(analysis.name, analysis.digest, analysis.scan, result.probability, result.threshold,
+                                explanation, notes=tuple(notes(analysis, explanation)),
+                                uncertainty=(result.low, result.high), verdict=result.verdict, heading=heading)
+
+
+def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "") -> bytes:
+    """A PDF report of assessed scans, [(analysis, explanation or None)]: one page each (plus a summary)."""
+    from core.report_pdf import write_pdf
+
+    pages = [report_page(analysis, explanation) for analysis, explanation in items if not analysis.refused]
+    return write_pdf(pages, classifier.card, heading=heading)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload sorted out: single scans, DICOM series of two or more slices, and files refused whole.
+
+    singles: (name, bytes); series: `core.series.Series`; failed: (name, message); message: what was
+    mixed ("2 series in this upload: shown separately."), or None.
+    """
+
+    singles: list[tuple[str, bytes]]
+    series: list[Any]
+    failed: list[tuple[str, str]]
+    message: str | None
+
+
+def sort_upload(files: list[tuple[str, bytes]]) -> Upload:
+    """Expand .zip archives in memory, group DICOM by series; a one-slice series counts as a single scan."""
+    from core.scanio import ScanError
+    from core.series import expand_upload, group_series
+
+    expanded, failed = [], []
+    for name, data in files:
+        try:
+            expanded += expand_upload(name, data)
+        except ScanError as error:
+            failed.append((name, str(error)))
+    groups = group_series(expanded)
+    series = [s for s in groups.series if len(s.files) > 1]
+    singles = [(f.name, f.data) for s in groups.series if len(s.files) == 1 for f in s.files]
+    singles = list(groups.singles) + singles
+    order = {name: index for index, (name, _) in enumerate(expanded)}
+    singles.sort(key=lambda item: order[item[0]])
+    return Upload(singles=singles, series=series, failed=failed, message=groups.message if series else None)
+
+
+def analyse_series(classifier, series):
+    """Every slice of a series read, checked and assessed in one batch (one view per slice, for speed)."""
+    from core.series import analyse_series as analyse
+
+    def refusal(scan) -> str:
+        check = check_input(scan.pixels, scan.crop, scan.meta)
+        return "" if check.ok else check.reason
+
+    return analyse(classifier, series, assess=lambda c, scans: assess(c, scans, tta=False), check=refusal)
+
+
+def slice_analysis(result) -> Analysis:
+    """A series slice (`core.series.SliceResult` that was assessed) as an Analysis, to show it like a scan."""
+    check = InputCheck(ok=result.assessment is not None, reason=result.error)
+    return Analysis(name=result.name, digest=result.digest, scan=result.scan, check=check,
+                    assessment=result.assessment)

@@ -55,8 +55,11 @@ def _data_entry(data_report: dict) -> dict:
 
 
 def build_card(name: str, settings: RunSettings, data_report: dict, threshold: float, threshold_method: str,
-               metrics: dict, placement: str) -> ModelCard:
-    """A model card for a finished run (the weights' hash is added when it is saved)."""
+               metrics: dict, placement: str, command: str | None = None) -> ModelCard:
+    """A model card for a finished run (the weights' hash is added when it is saved).
+
+    command: the command that trained it; default `python -m train` with this process's arguments.
+    """
     return ModelCard.from_dict({
         "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -65,7 +68,7 @@ def build_card(name: str, settings: RunSettings, data_report: dict, threshold: f
         "input": {"size": settings.image_size, "channels": "grey repeated to 3",
                   "preprocessing": "crop_brain -> prepare_crop -> ResNet50 caffe normalisation"},
         "initialisation": _initialisation(settings),
-        "command": " ".join(["python -m train"] + sys.argv[1:]),
+        "command": command or " ".join(["python -m train"] + sys.argv[1:]),
         "seed": settings.seed,
         "recipe": settings.recipe(),
         "data_options": settings.data,

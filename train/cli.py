@@ -15,7 +15,13 @@ import time
 from pathlib import Path
 
 from train.data import DataError
-from train.options import add_augmentation_arguments, add_data_arguments, add_recipe_arguments, new_parser
+from train.options import (
+    add_augmentation_arguments,
+    add_data_arguments,
+    add_generalisation_arguments,
+    add_recipe_arguments,
+    new_parser,
+)
 from train.settings import RunSettings
 
 
@@ -25,8 +31,12 @@ def parser():
     p.add_argument("--prepared", type=Path, metavar="BUNDLE", help="train on a bundle from `python -m train.prepare`")
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="folder for the run's results")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="write the resumable checkpoint (with optimizer state) every N epochs and at the end; "
+                        "--resume repeats the epochs after the last one written")
     add_recipe_arguments(p)
     add_augmentation_arguments(p)
+    add_generalisation_arguments(p)
     p.add_argument("--cpu-replicas", type=int, default=1,
                    help="TensorFlow only: split the CPU into this many replicas (tests multi-replica training)")
     return p
@@ -44,7 +54,7 @@ def check_arguments(args) -> None:
                 raise DataError(f"The data folder {folder!r} does not exist or is not a folder. Check the path.")
     elif args.train or args.val or args.val_split is not None or args.test:
         raise DataError("--prepared already holds the data: leave out --train, --val, --val-split and --test.")
-    for name in ("epochs", "batch_size", "patience", "workers", "cpu_replicas"):
+    for name in ("epochs", "batch_size", "patience", "workers", "cpu_replicas", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(args, name)}")
     if not 0 < args.lr < 1:
@@ -56,7 +66,11 @@ def check_arguments(args) -> None:
 
 
 def settings_of(args) -> RunSettings:
-    return RunSettings.from_args(args)
+    """RunSettings from parsed arguments; bad appearance settings raise DataError."""
+    try:
+        return RunSettings.from_args(args)
+    except ValueError as error:
+        raise DataError(str(error)) from error
 
 
 def _check_resume(run_dir: Path, settings: RunSettings) -> None:

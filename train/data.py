@@ -3,10 +3,15 @@
 A data folder holds class folders (``yes/``, ``no/``, ``glioma/``...), at any
 depth. A file's class is the folder that directly contains it: negative names
 mean "no tumour" (0), every other class folder means "tumour" (1). The source of a file is the data folder it was found under.
+
+A data folder may hold a `manifest.csv` with `file` (path relative to the folder)
+and `patient` columns (the LGG set does): its scans then carry their patient, so
+that splits keep every patient on one side. It is never used as evidence.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -14,6 +19,8 @@ from pathlib import Path
 
 #: Folder names (any case) that mean "no tumour".
 NEGATIVE_CLASSES = ("no", "notumor", "no_tumor", "normal", "healthy")
+#: The optional per-folder list of scans with their patients.
+MANIFEST = "manifest.csv"
 #: File extensions considered scans (content is checked when read, not here).
 SCAN_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
@@ -24,12 +31,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One scan file: its path, label (1 tumour, 0 no tumour), class folder and source name."""
+    """One scan file: its path, label (1 tumour, 0 no tumour), class folder, source name and patient.
+
+    patient: "source:patient id" from the folder's manifest.csv, or "" when unknown.
+    """
 
     path: Path
     label: int
     class_name: str
     source: str
+    patient: str = ""
 
 
 def label_of(class_name: str, negative_classes: tuple[str, ...] = NEGATIVE_CLASSES) -> int:
@@ -41,6 +52,24 @@ def source_name(folder: Path) -> str:
     """A readable source name for a data folder: its last two path parts (``mos/Testing``)."""
     parts = folder.resolve().parts
     return "/".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
+
+
+def read_patients(folder: str | os.PathLike) -> dict[str, str] | None:
+    """{file path relative to `folder` (posix): patient id} from its manifest.csv, or None without one.
+
+    A manifest without `file` and `patient` columns, or with an empty patient, raises DataError.
+    """
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"file", "patient"} <= set(rows[0]):
+        raise DataError(f"{manifest} needs 'file' and 'patient' columns. Found: {', '.join(rows[0])}.")
+    empty = [row["file"] for row in rows if not row["patient"].strip()]
+    if empty:
+        raise DataError(f"{manifest} gives no patient for {len(empty)} files, e.g. {empty[0]!r}.")
+    return {Path(row["file"]).as_posix(): row["patient"].strip() for row in rows}
 
 
 def discover(folder: str | os.PathLike, negative_classes: tuple[str, ...] = NEGATIVE_CLASSES) -> list[Sample]:
@@ -55,6 +84,7 @@ def discover(folder: str | os.PathLike, negative_classes: tuple[str, ...] = NEGA
     if not root.is_dir():
         raise DataError(f"{str(root)!r} is a file, not a folder of class folders (yes/, no/ ...).")
     source = source_name(root)
+    patients = read_patients(root) or {}
     samples = []
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in SCAN_SUFFIXES or path.name.startswith("."):
@@ -63,7 +93,9 @@ def discover(folder: str | os.PathLike, negative_classes: tuple[str, ...] = NEGA
         if len(relative.parts) < 2:
             continue
         class_name = relative.parts[-2]
-        samples.append(Sample(path, label_of(class_name, negative_classes), class_name, source))
+        patient = patients.get(relative.as_posix())
+        samples.append(Sample(path, label_of(class_name, negative_classes), class_name, source,
+                              f"{source}:{patient}" if patient else ""))
     if not samples:
         raise DataError(
             f"No scans found in class folders under {str(root)!r}. Expected e.g. "

@@ -39,6 +39,7 @@ class Prepared:
     crops: uint8 (n, size, size) grey; labels: int8 (n,) 1 tumour / 0 not;
     split: str (n,) "train" | "val" | "test"; source: str (n,); path: str (n,).
     report: unreadable files, duplicate counts and pairs, counts per source.
+    patient: optional str (n,) patient per scan ("" unknown), kept so splits can be checked.
     """
 
     crops: np.ndarray
@@ -47,6 +48,7 @@ class Prepared:
     source: np.ndarray
     path: np.ndarray
     report: dict = field(default_factory=dict)
+    patient: np.ndarray | None = None
 
     def subset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(crops, labels) of one split."""
@@ -111,15 +113,26 @@ def _discover(train_dirs, val_dirs, test_dirs, negative_classes, log):
     return train_samples, val_samples, test_samples
 
 
+def split_groups(samples, entries, near_threshold) -> np.ndarray:
+    """int (n,) group per scan: copies (exact or near) share a group, and so do the slices of one patient
+    (from a folder's manifest.csv). Scans without a patient id are grouped by duplication only; near
+    copies between two different known patients do not link them (see dedup.duplicate_groups)."""
+    patients = [s.patient for s in samples]
+    groups = dedup.duplicate_groups([e.pixel_sha for e in entries], np.stack([e.dhash for e in entries]),
+                                    near_threshold, patients=patients)
+    return dedup.merge_groups(groups, patients)
+
+
 def _split_off_validation(train, val_split, seed, near_threshold, report):
-    """Hold out `val_split` of the training (samples, entries), whole duplicate groups at a time."""
+    """Hold out `val_split` of the training (samples, entries), whole groups (split_groups) at a time."""
     samples, entries = train
     labels = np.array([s.label for s in samples])
-    groups = dedup.duplicate_groups([e.pixel_sha for e in entries], np.stack([e.dhash for e in entries]),
-                                    near_threshold)
+    groups = split_groups(samples, entries, near_threshold)
     held_out = dedup.grouped_split(groups, labels, val_split, seed)
+    patients = len({s.patient for s in samples if s.patient})
     report["validation"] = (f"{val_split:.0%} of the training folders, split by duplicate group "
-                            f"({len(set(groups))} groups for {len(groups)} scans)")
+                            f"({len(set(groups))} groups for {len(groups)} scans)"
+                            + (f", each of {patients} patients on one side" if patients else ""))
     pick = lambda items, side: [item for item, h in zip(items, held_out) if h == side]  # noqa: E731
     return (pick(samples, False), pick(entries, False)), (pick(samples, True), pick(entries, True))
 
@@ -212,6 +225,8 @@ def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int |
     report = dict(prepared.report, bundle_encoding=f"jpeg:{jpeg_quality}" if jpeg_quality else "raw")
     arrays = dict(labels=prepared.labels, split=prepared.split, source=prepared.source, path=prepared.path,
                   report=np.array(json.dumps(report)))
+    if prepared.patient is not None:
+        arrays["patient"] = prepared.patient
     if jpeg_quality:
         encoded = [cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])[1].ravel()
                    for crop in prepared.crops]
@@ -239,4 +254,5 @@ def load_bundle(path: str | os.PathLike) -> Prepared:
         else:
             crops = stored["crops"]
         return Prepared(crops=crops, labels=stored["labels"], split=stored["split"], source=stored["source"],
-                        path=stored["path"], report=json.loads(str(stored["report"])))
+                        path=stored["path"], report=json.loads(str(stored["report"])),
+                        patient=stored["patient"] if "patient" in stored.files else None)

@@ -58,40 +58,83 @@ def find_duplicates(query_sha: list[str], query_hash: np.ndarray, reference_sha:
     return matches
 
 
-def duplicate_groups(sha: list[str], hashes: np.ndarray, threshold: int = NEAR_THRESHOLD) -> np.ndarray:
-    """int (n,) group id per item: items linked by exact or near duplication share a group."""
-    n = len(sha)
-    parent = np.arange(n)
+class _Links:
+    """Union-find over n items: `join` links two, `groups` gives each item its group's smallest index."""
 
-    def root(i: int) -> int:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def root(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    def join(i: int, j: int) -> None:
-        ri, rj = root(i), root(j)
+    def join(self, i: int, j: int) -> None:
+        ri, rj = self.root(i), self.root(j)
         if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+            self.parent[max(ri, rj)] = min(ri, rj)
 
-    first_of = {}
-    for i, digest in enumerate(sha):
-        if digest in first_of:
-            join(i, first_of[digest])
-        first_of.setdefault(digest, i)
+    def join_equal(self, keys) -> None:
+        """Link items whose key is equal (keys that are "" or None link nothing)."""
+        first_of = {}
+        for i, key in enumerate(keys):
+            if key in ("", None):
+                continue
+            if key in first_of:
+                self.join(i, first_of[key])
+            first_of.setdefault(key, i)
+
+    def groups(self) -> np.ndarray:
+        return np.array([self.root(i) for i in range(len(self.parent))], dtype=int)
+
+
+def duplicate_groups(sha: list[str], hashes: np.ndarray, threshold: int = NEAR_THRESHOLD,
+                     patients=None) -> np.ndarray:
+    """int (n,) group id per item: items linked by exact or near duplication share a group.
+
+    patients: optional (n,) patient ids ("" = unknown). Two items of DIFFERENT known patients are never
+    linked as near copies (only exact ones): slices of different patients are not copies of each other,
+    and near-blank slices (the top and bottom of every LGG volume) would otherwise chain whole cohorts together.
+    """
+    n = len(sha)
+    links = _Links(n)
+    links.join_equal(sha)
+    known = None if patients is None else np.asarray(patients, dtype=str)
     for start in range(0, n, 1024):  # blocks keep memory bounded for large sets
         block = hamming_matrix(hashes[start : start + 1024], hashes)
         rows, cols = np.nonzero(block <= threshold)
-        for i, j in zip(rows + start, cols):
+        rows = rows + start
+        if known is not None:
+            other = (known[rows] != "") & (known[cols] != "") & (known[rows] != known[cols])
+            rows, cols = rows[~other], cols[~other]
+        for i, j in zip(rows, cols):
             if i < j:
-                join(int(i), int(j))
-    return np.array([root(i) for i in range(n)])
+                links.join(int(i), int(j))
+    return links.groups()
+
+
+def merge_groups(groups: np.ndarray, *keys) -> np.ndarray:
+    """int (n,) groups joined further: items that share a non-empty value of any key (e.g. the patient)
+    end up in one group. groups: int (n,) (e.g. from duplicate_groups); each key: (n,) strings, "" = none."""
+    groups = np.asarray(groups)
+    links = _Links(len(groups))
+    links.join_equal(groups.tolist())
+    for key in keys:
+        if len(key) != len(groups):
+            raise ValueError(f"Each key needs one value per item. Received: {len(key)} values for {len(groups)} items")
+        links.join_equal(list(key))
+    return links.groups()
 
 
 def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """bool (n,) mask of the held-out side: whole duplicate groups, about `fraction` of each class.
+    """bool (n,) mask of the held-out side: whole groups, about `fraction` of each class.
 
-    Groups are assigned by their first member's label, so both classes are held out in proportion.
+    groups: int (n,) group ids (duplicate groups, possibly merged with patients by merge_groups).
+    Each class in turn takes shuffled groups whose first member has that label until the class's own
+    held-out count reaches its target; a group holding both classes (a patient) counts for both. A
+    class still short then takes further groups that hold it.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"The validation fraction must be between 0 and 1. Received: {fraction!r}")
@@ -100,17 +143,27 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed:
     first_label = {}
     for group, label in zip(groups.tolist(), labels.tolist()):
         first_label.setdefault(group, label)
+    target = {label: fraction * np.sum(labels == label) for label in (0, 1)}
+    taken = {0: 0, 1: 0}
+
+    def take(group) -> None:
+        members = (groups == group) & ~held_out
+        held_out[members] = True
+        for label in (0, 1):
+            taken[label] += int(np.sum(members & (labels == label)))
+
     for label in (0, 1):
         class_groups = np.array(sorted(g for g, l in first_label.items() if l == label))
         rng.shuffle(class_groups)
-        target = fraction * np.sum(labels == label)
-        taken = 0
         for group in class_groups:
-            if taken >= target:
+            if taken[label] >= target[label]:
                 break
-            members = groups == group
-            held_out |= members
-            taken += int(members.sum())
+            take(group)
+    for label in (0, 1):  # mixed groups can leave a class short
+        for group in sorted(set(groups[(labels == label) & ~held_out].tolist())):
+            if taken[label] >= target[label]:
+                break
+            take(group)
     return held_out
 
 

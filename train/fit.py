@@ -1,9 +1,14 @@
-"""Train the classifier with the recipe, checkpointing every epoch so a run can resume.
+"""Train the classifier with the recipe, checkpointing so a run can resume.
 
-RUN_DIR/checkpoint/ holds, after every epoch: `last.keras` (model and
-optimizer), `best_weights.npz` (the weights of the best validation AUC so far)
-and `state.json` (epochs done, history, early-stopping and learning-rate
-schedule state), each replaced atomically, `state.json` last.
+RUN_DIR/checkpoint/ holds, after every `checkpoint_every`-th epoch and after the
+last one: `last.keras` (model and optimizer), `best_weights.npz` (the weights of
+the best validation AUC so far, with that epoch; rewritten only when it changed)
+and `state.json` (epochs done, history, early-stopping and learning-rate schedule
+state), each replaced atomically, `state.json` last. Between checkpoints nothing
+is written (on a GPU, writing a 300 MB checkpoint with optimizer state can take
+longer than the epoch); the best weights are kept in memory meanwhile, so early
+stopping still restores them. An interrupted run resumes from the last checkpoint
+and repeats the epochs after it.
 """
 
 from __future__ import annotations
@@ -74,12 +79,16 @@ class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Write the checkpoint after every epoch; keep the history; honour the interruption seam."""
+    """Keep the history; write the checkpoint every `every` epochs and at the end; honour the interruption seam."""
 
-    def __init__(self, directory: Path, stopping, plateau, history: list[dict], log):
+    def __init__(self, directory: Path, stopping, plateau, history: list[dict], log, every: int = 1,
+                 last_epoch: int = 0, best_written: int | None = None):
         super().__init__()
+        if every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1. Received: {every!r}")
         self.directory, self.stopping, self.plateau = directory, stopping, plateau
-        self.history, self.log = history, log
+        self.history, self.log, self.every, self.last_epoch = history, log, every, last_epoch
+        self.best_written = best_written  # the best epoch whose weights best_weights.npz holds
         self.interrupt_after = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -90,14 +99,26 @@ class Checkpoint(keras.callbacks.Callback):
         row["epoch_seconds"] = time.perf_counter() - self.epoch_started  # training + validation, before saving
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
+        due = (epoch + 1) % self.every == 0 or epoch + 1 >= self.last_epoch or self.model.stop_training
+        if due:
+            started = time.perf_counter()
+            self.save(epoch + 1)
+            row["checkpoint_seconds"] = time.perf_counter() - started
+        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if self.interrupt_after and epoch + 1 >= self.interrupt_after:
+            raise Interrupted(f"stopped after epoch {epoch + 1} ({INTERRUPT_ENV})")
+
+    def save(self, epochs_done: int) -> None:
+        """Write last.keras, best_weights.npz (when the best epoch changed) and state.json, in that order."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.directory / "last.keras", suffix=".keras") as tmp_model:
             self.model.save(tmp_model)
-        if self.stopping.best_weights is not None:
+        if self.stopping.best_weights is not None and self.best_written != self.stopping.best_epoch:
             with atomic_path(self.directory / "best_weights.npz", suffix=".npz") as tmp_best:
-                np.savez(tmp_best, *self.stopping.best_weights)
+                np.savez(tmp_best, *self.stopping.best_weights, best_epoch=self.stopping.best_epoch)
+            self.best_written = self.stopping.best_epoch
         state = {
-            "epochs_done": epoch + 1,
+            "epochs_done": epochs_done,
             "history": self.history,
             "stopping": {"wait": self.stopping.wait, "best": _plain(self.stopping.best),
                          "best_epoch": self.stopping.best_epoch},
@@ -105,9 +126,6 @@ class Checkpoint(keras.callbacks.Callback):
                         "cooldown_counter": self.plateau.cooldown_counter},
         }
         write_json(self.directory / "state.json", state)
-        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if self.interrupt_after and epoch + 1 >= self.interrupt_after:
-            raise Interrupted(f"stopped after epoch {epoch + 1} ({INTERRUPT_ENV})")
 
 
 def _plain(value):
@@ -121,14 +139,21 @@ def _load_checkpoint(directory: Path, placement):
     best = None
     if (directory / "best_weights.npz").is_file():
         with np.load(directory / "best_weights.npz") as stored:
-            best = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+            best = [stored[f"arr_{i}"] for i in range(len([k for k in stored.files if k.startswith("arr_")]))]
+            saved_epoch = int(stored["best_epoch"]) if "best_epoch" in stored.files else None
+        if saved_epoch is not None and saved_epoch != state["stopping"]["best_epoch"]:
+            raise ValueError(f"The checkpoint in {directory} is inconsistent: best_weights.npz holds epoch "
+                             f"{saved_epoch + 1}, state.json names epoch {state['stopping']['best_epoch'] + 1} "
+                             "(the run stopped while writing it). Start the run again without --resume.")
     return model, state, best
 
 
-def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, resume: bool, log=print):
+def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, resume: bool, log=print,
+          checkpoint_every: int = 1):
     """Fit the recipe; returns (model with the best weights, history rows).
 
     settings: a `train.settings.RunSettings` (model, optimisation and stopping settings are read).
+    checkpoint_every: write the checkpoint (with optimizer state) every this many epochs and at the end.
     """
     checkpoint_dir = run_dir / "checkpoint"
     history: list[dict] = []
@@ -138,7 +163,9 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
         model, state, best_weights = _load_checkpoint(checkpoint_dir, placement)
         history, initial_epoch = state["history"], state["epochs_done"]
         stopping_state, plateau_state = state["stopping"], state["plateau"]
-        log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}.")
+        log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}: early stopping wait {stopping_state['wait']}, "
+            f"best {MONITOR} {stopping_state['best']} at epoch {stopping_state['best_epoch'] + 1}"
+            f"{'' if best_weights is None else ' (its weights restored)'}.")
     else:
         with placement.scope():
             model = build_model(weights=settings.weights_for_build, trainable_from=settings.trainable_from,
@@ -148,7 +175,10 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
                                       mode="max", patience=settings.optimisation.patience, restore_best_weights=True)
     plateau = ResumablePlateau(state=plateau_state, monitor=MONITOR, mode="max", factor=settings.optimisation.lr_factor,
                                patience=settings.optimisation.lr_patience, min_lr=1e-7)
-    callbacks = [stopping, plateau, Checkpoint(checkpoint_dir, stopping, plateau, history, log)]
+    checkpoint = Checkpoint(checkpoint_dir, stopping, plateau, history, log, every=checkpoint_every,
+                            last_epoch=settings.optimisation.epochs,
+                            best_written=stopping_state["best_epoch"] if best_weights is not None else None)
+    callbacks = [stopping, plateau, checkpoint]
     if initial_epoch >= settings.optimisation.epochs or _stopped_early(stopping_state, settings.optimisation.patience):
         log("The checkpoint already holds a finished run; restoring its best weights.")
         if best_weights is not None:

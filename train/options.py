@@ -11,7 +11,9 @@ from pathlib import Path
 
 from core.recipe import AUGMENTATION, INPUT_SIZE, OPTIMISATION, STAGES
 from train import dedup
+from train.appearance import NORMALISATIONS, PRESETS
 from train.data import NEGATIVE_CLASSES
+from train.settings import BALANCES
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -87,3 +89,27 @@ def add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
                      metavar=("LOW", "HIGH"), help="brightness factor range")
     aug.add_argument("--hflip", type=float, default=AUGMENTATION.hflip, help="probability of a horizontal flip")
     aug.add_argument("--vflip", type=float, default=AUGMENTATION.vflip, help="probability of a vertical flip")
+
+
+def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Source/class balancing, appearance augmentation and per-scan normalisation (off by default: the recipe)."""
+    gen = parser.add_argument_group("generalisation (defaults are the recipe's: all off)")
+    gen.add_argument("--balance", choices=BALANCES, default="none",
+                     help="source-class: draw every batch equally from the (source, class) cells")
+    gen.add_argument("--appearance", choices=sorted(PRESETS), default="off",
+                     help="appearance augmentation preset (train.appearance); --appearance-* options override it")
+    ranges = {"gamma": "gamma exponent range", "contrast": "contrast factor range"}
+    for name, text in ranges.items():
+        gen.add_argument(f"--appearance-{name}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                         help=f"{text} (default: the preset's)")
+    scalars = {"blur": (float, "largest Gaussian blur sigma, pixels"),
+               "sharpen": (float, "largest unsharp-mask amount"),
+               "resample": (float, "smallest down-and-up resampling factor (1 = off)"),
+               "noise": (float, "largest noise standard deviation, grey levels"),
+               "bias-field": (float, "largest intensity non-uniformity amplitude (0 = off)"),
+               "jpeg": (int, "lowest JPEG re-compression quality (0 = off)"),
+               "p": (float, "probability of each enabled appearance step")}
+    for name, (kind, text) in scalars.items():
+        gen.add_argument(f"--appearance-{name}", type=kind, metavar="X", help=f"{text} (default: the preset's)")
+    gen.add_argument("--normalise", choices=NORMALISATIONS, default="none",
+                     help="per-scan intensity normalisation inside the brain crop (training and evaluation)")

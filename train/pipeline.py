@@ -3,6 +3,10 @@
 Both are `keras.utils.PyDataset`s over cached uint8 crops, so they run under
 every Keras backend. Augmentation is seeded per (seed, epoch, sample), so a
 run is reproducible whatever the number of worker threads.
+
+With `cells` (e.g. one id per (source, class)), :class:`TrainBatches` draws every
+batch equally from the cells (`--balance source-class`): small cells are repeated,
+large ones subsampled, each cell walked in a fresh seeded permutation per epoch.
 """
 
 from __future__ import annotations
@@ -16,14 +20,42 @@ from core.preprocess import caffe_normalise
 from train.data import DataError
 
 
+def balanced_order(cells: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """int (steps * batch_size,) sample indices; each batch holds batch_size // k scans of each of the k cells.
+
+    cells: (n,) hashable cell id per sample. The batch_size % k remaining slots of each batch go to cells
+    drawn at random. Each cell is walked in random order, restarting (reshuffled) when it runs out.
+    """
+    names = sorted(set(np.asarray(cells).tolist()))
+    members = [np.flatnonzero(np.asarray(cells) == name) for name in names]
+    per_cell = np.full((steps, len(names)), batch_size // len(names))
+    for step in range(steps):  # the remainder slots, spread over random cells
+        per_cell[step, rng.choice(len(names), batch_size % len(names), replace=False)] += 1
+    streams = []
+    for index, chosen in enumerate(members):
+        need = int(per_cell[:, index].sum())
+        rounds = -(-need // len(chosen))
+        streams.append(np.concatenate([rng.permutation(chosen) for _ in range(rounds)])[:need])
+    order, used = [], np.zeros(len(names), dtype=int)
+    for step in range(steps):
+        batch = []
+        for index, count in enumerate(per_cell[step]):
+            batch.append(streams[index][used[index] : used[index] + count])
+            used[index] += count
+        order.append(rng.permutation(np.concatenate(batch)))
+    return np.concatenate(order) if order else np.zeros(0, dtype=int)
+
+
 class TrainBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches: x float32 (batch, size, size, 3) caffe-normalised, y float32 (batch, 1).
 
     crops: uint8 (n, size, size); labels: (n,) 0/1. The last partial batch is
-    dropped so every batch splits evenly across replicas.
+    dropped so every batch splits evenly across replicas. cells: optional (n,)
+    cell ids for balanced batches (see :func:`balanced_order`); an epoch then still
+    has n // batch_size batches, and a scan drawn twice gets two different augmentations.
     """
 
-    def __init__(self, crops, labels, batch_size, augment, seed=0, epoch=0, workers=1):
+    def __init__(self, crops, labels, batch_size, augment, seed=0, epoch=0, workers=1, cells=None):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         if len(crops) < batch_size:
             raise DataError(
@@ -32,12 +64,19 @@ class TrainBatches(keras.utils.PyDataset):
             )
         self.crops, self.labels = crops, np.asarray(labels, dtype=np.float32)
         self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        if cells is not None and len(cells) != len(crops):
+            raise ValueError(f"cells must hold one id per crop. Received: {len(cells)} ids for {len(crops)} crops")
+        self.cells = None if cells is None else np.asarray(cells)
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the sample order and augmentation seeds of `epoch`."""
         self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.crops))
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.cells is None:
+            self.order = rng.permutation(len(self.crops))
+        else:
+            self.order = balanced_order(self.cells, self.batch_size, len(self), rng)
 
     def __len__(self) -> int:
         return len(self.crops) // self.batch_size
@@ -46,7 +85,10 @@ class TrainBatches(keras.utils.PyDataset):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images = np.empty((len(chosen),) + self.crops.shape[1:], dtype=np.uint8)
         for slot, sample in enumerate(chosen):
-            rng = np.random.default_rng([self.seed, self.epoch, int(sample)])
+            key = [self.seed, self.epoch, int(sample)]
+            if self.cells is not None:  # a scan may come twice in an epoch: seed by its position too
+                key.append(index * self.batch_size + slot)
+            rng = np.random.default_rng(key)
             images[slot] = self.augment(self.crops[sample], rng) if self.augment else self.crops[sample]
         return caffe_normalise(images), self.labels[chosen, None]
 

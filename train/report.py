@@ -111,3 +111,13 @@ def plot_reliability(path, results: dict[str, dict]) -> Path:
 def safe_name(name: str) -> str:
     """A set name usable in a file name (``mos/Testing`` -> ``mos_Testing``)."""
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (for plots drawn by other modules)."""
+    return _figure()
+
+
+def save_figure(fig, path) -> Path:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
+    return _save(fig, path)

@@ -1,24 +1,43 @@
-"""One training run from prepared data to the files in RUN_DIR."""
+"""One training run from prepared data to the files in RUN_DIR.
+
+:func:`run` is `python -m train` after its arguments are checked; :func:`fit_prepared`
+is the part after the data is prepared, shared with `python -m train.crossval` (one
+call per fold, in one process, on one device placement).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from core.augment import recipe_augmentation, reference_histogram
+from core.augment import Compose, recipe_augmentation, reference_histogram
 from core.model import CARD_FILE, save_classifier
 from train import distribute, metrics, report
+from train.appearance import RandomAppearance, normalise_crops, normaliser
 from train.card import build_card
 from train.data import DataError
-from train.dataset import load_bundle, prepare
-from train.scoring import predict_crops
-from train.settings import RunSettings
+from train.dataset import Prepared, load_bundle, prepare
 from train.fit import Interrupted, train
 from train.pipeline import EvalBatches, TrainBatches
+from train.scoring import predict_crops
+from train.settings import RunSettings
 
 #: Crops pooled into the reference histogram for histogram matching (a seeded sample of training crops).
 REFERENCE_SAMPLE = 500
+
+
+@dataclass
+class Outcome:
+    """What a finished run measured: thresholds {"0.5", "validation"}, results {set name: metrics.evaluate
+    output} and scores {set name: (labels int (n,), probabilities float32 (n,))}, in the prepared order."""
+
+    thresholds: dict
+    results: dict
+    scores: dict
+    history: list
 
 
 def _data(args, settings: RunSettings, log):
@@ -33,14 +52,30 @@ def _data(args, settings: RunSettings, log):
                    near_threshold=args.near_threshold, log=log)
 
 
-def _augmentation(train_crops, settings):
+def augmentation(train_crops, settings: RunSettings) -> Compose:
+    """The training transform: the recipe's augmentation, then appearance augmentation and normalisation
+    when the settings ask for them. uint8 (s, s) -> uint8 (s, s)."""
     rng = np.random.default_rng(settings.seed)
     sample = train_crops[rng.choice(len(train_crops), min(REFERENCE_SAMPLE, len(train_crops)), replace=False)]
-    return recipe_augmentation(reference_histogram(sample), **dataclasses.asdict(settings.augmentation))
+    steps = [recipe_augmentation(reference_histogram(sample), **dataclasses.asdict(settings.augmentation))]
+    if settings.appearance.enabled:
+        steps.append(RandomAppearance(settings.appearance))
+    normalise = normaliser(settings.normalise)
+    if normalise is not None:
+        steps.append(lambda image, rng: normalise(image))
+    return Compose(steps)
 
 
-def _write_results(run_dir, model, settings, prepared, history, placement, log):
-    """Evaluate, then write metrics, plots, history and (last) the model with its card."""
+def _cells(prepared: Prepared, settings: RunSettings):
+    """(source, class) cell per training scan for --balance source-class, else None."""
+    if settings.balance != "source-class":
+        return None
+    train = prepared.split == "train"
+    return np.char.add(prepared.source[train].astype(str), np.where(prepared.labels[train] == 1, ":1", ":0"))
+
+
+def _predictor(model, placement):
+    """float32 (n, s, s, 3) inputs -> float32 (n,) probabilities, padded to split evenly over the replicas."""
     # predict_crops passes at most 64 inputs at a time; padding every call to one size that splits evenly
     # over the replicas compiles prediction once and lets JAX's DataParallel shard the last, short batch.
     chunk = -(-64 // placement.replicas) * placement.replicas
@@ -51,9 +86,16 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
         x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
         return np.asarray(model.predict(x, verbose=0, batch_size=chunk))[:n, 0]
 
+    return predict_inputs
+
+
+def score(model, prepared: Prepared, settings: RunSettings, placement, log=print) -> Outcome:
+    """Predict validation and every test source once; threshold (Youden on validation) and metrics."""
+    predict_inputs = _predictor(model, placement)
     sets = {"validation": prepared.subset("val")}
     sets.update({f"test:{source}": prepared.source_subset("test", source) for source in prepared.test_sources()})
-    scores = {name: (labels, predict_crops(predict_inputs, crops)) for name, (crops, labels) in sets.items()}
+    scores = {name: (labels, predict_crops(predict_inputs, normalise_crops(crops, settings.normalise)))
+              for name, (crops, labels) in sets.items()}
     threshold = metrics.choose_threshold(*scores["validation"])
     thresholds = {"0.5": 0.5, "validation": threshold}
     results = {name: metrics.evaluate(labels, probs, thresholds, seed=settings.seed)
@@ -62,23 +104,64 @@ def _write_results(run_dir, model, settings, prepared, history, placement, log):
         auc = "n/a" if result["auc"] is None else f"{result['auc']:.4f} {result['auc_ci95']}"
         log(f"{name}: n={result['scans']} AUC {auc} balanced accuracy at {threshold:.3f}: "
             f"{result['at_validation']['balanced_accuracy']}")
+    return Outcome(thresholds, results, scores, [])
 
+
+def write_results(run_dir: Path, model, settings, prepared, outcome: Outcome, placement, log, save_model=True,
+                  command: str | None = None) -> None:
+    """Write metrics, plots, history and (last, unless save_model is False) the model with its card."""
+    results, scores = outcome.results, outcome.scores
     plots = run_dir / "plots"
-    report.write_history(run_dir / "history.csv", history)
-    report.write_json(run_dir / "metrics.json", {"thresholds": thresholds, "results": results})
-    report.plot_learning_curves(plots / "learning_curves.png", history)
+    report.write_history(run_dir / "history.csv", outcome.history)
+    report.write_json(run_dir / "metrics.json", {"thresholds": outcome.thresholds, "results": results})
+    report.plot_learning_curves(plots / "learning_curves.png", outcome.history)
     report.plot_roc(plots / "roc.png", {n: (*scores[n], results[n]["auc"]) for n in results})
     report.plot_reliability(plots / "reliability.png", results)
     for name, result in results.items():
         report.plot_confusion(plots / f"confusion_{report.safe_name(name)}.png", name, result)
+    if not save_model:
+        return
     card = build_card(
-        name="brain-mri-resnet50", settings=settings, data_report=prepared.report, threshold=threshold,
-        threshold_method="Youden's J on the validation set",
+        name="brain-mri-resnet50", settings=settings, data_report=prepared.report,
+        threshold=outcome.thresholds["validation"], threshold_method="Youden's J on the validation set",
         metrics={name: {k: v for k, v in r.items() if k != "reliability"} for name, r in results.items()},
-        placement=placement.description,
+        placement=placement.description, command=command,
     )
     save_classifier(model, card, run_dir / "model")
     log(f"Saved the model and {CARD_FILE} to {run_dir / 'model'}.")
+
+
+def fit_prepared(prepared: Prepared, settings: RunSettings, run_dir: Path, placement, *, resume=False, workers=1,
+                 checkpoint_every=1, save_model=True, command=None, log=print) -> Outcome:
+    """Train on the prepared train split, select on val, score val and test; write RUN_DIR's files.
+
+    Raises train.fit.Interrupted when stopped through the testing seam (the checkpoint allows resume).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report.write_json(run_dir / "report.json", prepared.report)
+    if not resume:
+        report.write_json(run_dir / "run_settings.json", settings.to_dict())
+    train_crops, train_labels = prepared.subset("train")
+    log(f"Training on {len(train_crops)} scans, validating on {int(np.sum(prepared.split == 'val'))}, "
+        f"testing on {int(np.sum(prepared.split == 'test'))} (after de-duplication).")
+    if settings.normalise != "none":
+        log(f"Per-scan normalisation '{settings.normalise}' is applied in training and in this run's evaluation; "
+            "the app and `python -m core predict` do not apply it yet.")
+    cells = _cells(prepared, settings)
+    if cells is not None:
+        log(f"Balanced batches: equal shares of {len(set(cells.tolist()))} (source, class) cells.")
+    train_batches = TrainBatches(train_crops, train_labels, settings.optimisation.batch_size,
+                                 augmentation(train_crops, settings), seed=settings.seed, workers=workers,
+                                 cells=cells)
+    val_crops, val_labels = prepared.subset("val")
+    val_batches = EvalBatches(normalise_crops(val_crops, settings.normalise), val_labels,
+                              batch_size=settings.optimisation.batch_size, multiple_of=placement.replicas)
+    model, history = train(settings, train_batches, val_batches, run_dir, placement, resume, log,
+                           checkpoint_every=checkpoint_every)
+    outcome = score(model, prepared, settings, placement, log)
+    outcome.history = history
+    write_results(run_dir, model, settings, prepared, outcome, placement, log, save_model, command)
+    return outcome
 
 
 def run(args, settings: RunSettings, log=print) -> None:
@@ -94,19 +177,8 @@ def run(args, settings: RunSettings, log=print) -> None:
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s), "
         f"global batch {settings.optimisation.batch_size} ({settings.optimisation.batch_size // placement.replicas} per replica).")
     prepared = _data(args, settings, log)
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(args.out / "report.json", prepared.report)
-    if not args.resume:
-        report.write_json(args.out / "run_settings.json", settings.to_dict())
-    train_crops, train_labels = prepared.subset("train")
-    log(f"Training on {len(train_crops)} scans, validating on {int(np.sum(prepared.split == 'val'))}, "
-        f"testing on {int(np.sum(prepared.split == 'test'))} (after de-duplication).")
-    train_batches = TrainBatches(train_crops, train_labels, settings.optimisation.batch_size,
-                                 _augmentation(train_crops, settings), seed=settings.seed, workers=args.workers)
-    val_batches = EvalBatches(*prepared.subset("val"), batch_size=settings.optimisation.batch_size,
-                              multiple_of=placement.replicas)
     try:
-        model, history = train(settings, train_batches, val_batches, args.out, placement, args.resume, log)
+        fit_prepared(prepared, settings, args.out, placement, resume=args.resume, workers=args.workers,
+                     checkpoint_every=args.checkpoint_every, log=log)
     except Interrupted as stop:
         raise KeyboardInterrupt(str(stop)) from stop
-    _write_results(args.out, model, settings, prepared, history, placement, log)

@@ -13,9 +13,12 @@ from typing import Any
 
 from core.recipe import AUGMENTATION, INPUT_SIZE, OPTIMISATION, Augmentation, Optimisation, default_trainable_from
 from train import dedup
+from train.appearance import NORMALISATIONS, OFF, PRESETS, Appearance
 
 #: Entries that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("epochs",)
+#: --balance choices: none (the recipe: every scan once per epoch) or source-class (equal (source, class) cells).
+BALANCES = ("none", "source-class")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,15 @@ class RunSettings:
     seed: int = 0
     near_threshold: int = dedup.NEAR_THRESHOLD
     data: dict[str, Any] = field(default_factory=dict)
+    balance: str = "none"
+    appearance: Appearance = OFF
+    normalise: str = "none"
 
     def __post_init__(self) -> None:
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)}. Received: {self.balance!r}")
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}. Received: {self.normalise!r}")
         if not self.trainable_from:
             object.__setattr__(self, "trainable_from", default_trainable_from(self.pretrained))
 
@@ -50,24 +60,20 @@ class RunSettings:
     @classmethod
     def from_args(cls, args) -> "RunSettings":
         """From parsed `python -m train` arguments (option names are the field names)."""
-        def pick(kind):
-            return kind(**{f.name: getattr(args, f.name) for f in dataclasses.fields(kind)})
-
-        augmentation = pick(Augmentation)
         data = {"train": args.train, "val": args.val, "val_split": args.val_split, "test": args.test,
                 "prepared": None if args.prepared is None else str(args.prepared),
                 "negative_classes": list(args.negative_classes)}
-        return cls(optimisation=pick(Optimisation),
-                   augmentation=dataclasses.replace(augmentation, brightness=tuple(augmentation.brightness)),
+        return cls(optimisation=picked(Optimisation, args), augmentation=augmentation_of(args),
                    trainable_from=args.trainable_from or "", image_size=args.image_size, seed=args.seed,
-                   near_threshold=args.near_threshold, data=data)
+                   near_threshold=args.near_threshold, data=data, **generalisation_of(args))
 
     def to_dict(self) -> dict[str, Any]:
         """The flat JSON-ready record (brightness as a list)."""
         return {"trainable_from": self.trainable_from, "image_size": self.image_size,
                 **dataclasses.asdict(self.optimisation), **dataclasses.asdict(self.augmentation),
                 "brightness": list(self.augmentation.brightness), "seed": self.seed,
-                "near_threshold": self.near_threshold, "data": self.data}
+                "near_threshold": self.near_threshold, "data": self.data, "balance": self.balance,
+                **{f"appearance_{k}": v for k, v in self.appearance.to_dict().items()}, "normalise": self.normalise}
 
     def recipe(self) -> dict[str, Any]:
         """The card's `recipe` entry: every setting except the seed and the data."""
@@ -75,5 +81,39 @@ class RunSettings:
 
     def differences(self, saved: dict[str, Any]) -> list[str]:
         """Names of the entries that differ from a saved record (ignoring RESUMABLE_CHANGES)."""
-        current = self.to_dict()
-        return [key for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
+        current, default = self.to_dict(), RunSettings().to_dict()
+        # A record written before an entry existed holds that entry's default (the recipe's).
+        return [key for key in current
+                if key not in RESUMABLE_CHANGES and saved.get(key, default.get(key)) != current[key]]
+
+
+def picked(kind, args, base=None):
+    """A settings dataclass (Optimisation, Augmentation) from the arguments named like its fields.
+
+    With `base`, arguments that are None keep base's value (options whose default is "the profile's").
+    """
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)}
+    if base is None:
+        return kind(**values)
+    return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None})
+
+
+def augmentation_of(args) -> Augmentation:
+    """The recipe augmentation from parsed train.options.add_augmentation_arguments (brightness as a tuple)."""
+    augmentation = picked(Augmentation, args)
+    return dataclasses.replace(augmentation, brightness=tuple(augmentation.brightness))
+
+
+def generalisation_of(args) -> dict[str, Any]:
+    """balance, appearance and normalise from parsed arguments (train.options.add_generalisation_arguments).
+
+    --appearance names a preset (train.appearance.PRESETS); each --appearance-* option that is given
+    overrides one of its entries. Parsers without these options give the recipe's defaults.
+    """
+    preset = PRESETS[getattr(args, "appearance", None) or "off"]
+    overrides = {f.name: getattr(args, f"appearance_{f.name}") for f in dataclasses.fields(Appearance)
+                 if getattr(args, f"appearance_{f.name}", None) is not None}
+    return {"balance": getattr(args, "balance", None) or "none",
+            "appearance": dataclasses.replace(preset, **{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in overrides.items()}),
+            "normalise": getattr(args, "normalise", None) or "none"}

@@ -6,7 +6,7 @@ from this table at run time, so nothing else needs editing.
 
 from __future__ import annotations
 
-from core.explain import gradcam, gradcam_plus_plus, scorecam
+from core.explain import gradcam, gradcam_plus_plus, hirescam, layercam, occlusion, scorecam
 from core.explain.base import Method
 
 METHODS: dict[str, Method] = {}
@@ -40,3 +40,6 @@ def method_labels() -> dict[str, str]:
 register(gradcam.METHOD)
 register(gradcam_plus_plus.METHOD)
 register(scorecam.METHOD)
+register(hirescam.METHOD)
+register(layercam.METHOD)
+register(occlusion.METHOD)

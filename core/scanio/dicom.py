@@ -36,7 +36,7 @@ _DICOM_PLUGINS = {
 # The only DICOM elements ever parsed: what is needed to decode and display the
 # image. Everything else (patient, study, institution...) is skipped unread.
 _DICOM_TAGS = [
-    "Modality",
+    "Modality", "BodyPartExamined",
     "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
     "NumberOfFrames", "Rows", "Columns",
     "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
@@ -104,6 +104,7 @@ def _dicom_header(ds, label: str) -> dict[str, Any]:
             "photometric": str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
             "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
             "modality": str(ds.get("Modality", "")) or None,
+            "body_part": str(ds.get("BodyPartExamined", "")) or None,
             "frames": max(frames, 1),
             "frame": max(frames, 1) // 2,
         }

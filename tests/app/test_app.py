@@ -74,7 +74,11 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert "threshold **0.500**" in text
     assert "bright yellow marks the regions with the strongest evidence for **tumour**" in text  # what the colours mean
     assert [r.label for r in at.radio] == ["Method", "Explain evidence for"]
-    assert at.radio[0].options == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    from core.explain import method_labels
+
+    assert at.radio[0].options == list(method_labels())  # every registered method, in table order
+    assert at.radio[0].options[:3] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    assert at.selectbox[0].label == "Compare with" and at.selectbox[0].value == "(none)"
     assert at.slider[0].value == pytest.approx(0.4)
 
 
@@ -83,17 +87,21 @@ def test_valid_upload_gives_probability(model_env, classifier, request, kind, na
     data = request.getfixturevalue(f"{'png_bytes' if kind == 'png' else kind + '_bytes'}")
     at = _upload(_app(), [(name, data)])
     _assert_clean(at)
-    expected = float(classifier.predict([read_scan(data, name=name).pixels])[0])
+    expected = app_support.analyse(classifier, data, name)  # the same core calls, outside the app
+    assert not expected.refused and expected.probability == pytest.approx(
+        float(classifier.predict([read_scan(data, name=name).pixels])[0]), abs=1e-5)  # no calibration in the card
     assert at.metric[0].label == "Tumour probability"
-    assert at.metric[0].value == f"{expected:.1%}"
-    label = "Tumour" if expected >= classifier.threshold else "No tumour"
-    assert f"Label at the model's threshold (0.50): **{label}**" in _page_text(at)
+    assert at.metric[0].value == f"{expected.probability:.1%}"
+    assert app_support.verdict_text(expected) in _page_text(at)
+    assert f"{expected.assessment.low:.1%}–{expected.assessment.high:.1%}" in _page_text(at)
     assert at.subheader[0].value == name
     captions = [c for img in at.image for c in img.captions]
     assert captions[:2] == ["Original, crop box in green", "Cropped brain (model input)"]
     assert len(at.image) == 3, "original, crop and overlay"
     assert captions[2] == "Grad-CAM: evidence for tumour"
-    assert [b.label for b in at.download_button] == ["Overlay (PNG)", "Report (JSON)"]
+    assert [b.label for b in at.download_button] == ["Overlay (PNG)", "Report (JSON)", "Report (PDF)"]
+    assert at.caption and any("Hiding the highlighted 15% of the brain" in c.value or "map is blank" in c.value
+                              for c in at.caption)  # the map's faithfulness, in words
     assert not at.error and not at.dataframe  # one scan: no table
 
 
@@ -113,7 +121,8 @@ def test_several_files_give_a_table_and_csv(model_env, classifier, jpeg_bytes, p
     assert list(table["file"]) == ["a.jpg", "b.png", "c.dcm"]
     expected = classifier.predict([read_scan(d).pixels for _, d in files])
     assert table["tumour_probability"].tolist() == pytest.approx(expected.tolist(), abs=1e-4)
-    assert set(table["label"]) <= {"Tumour", "No tumour"}
+    assert set(table["label"]) <= {"Tumour", "No tumour", "Uncertain"}
+    assert set(table["status"]) == {"ok"}
     assert "Download results (CSV)" in [b.label for b in at.download_button]
     assert len(at.metric) == 3 and len(at.image) == 9
 
@@ -138,7 +147,7 @@ def test_bad_file_gives_message_and_others_still_work(model_env, request, jpeg_b
     assert [s.value for s in at.subheader if s.value != "All results"] == ["good.jpg"]
     assert len(at.metric) == 1
     row = at.dataframe[0].value.set_index("file").loc[name]
-    assert row["label"] == "—" and row["error"] == message
+    assert row["label"] == "—" and row["error"] == message and row["status"] == "unreadable"
 
 
 def test_unexpected_failure_gives_a_friendly_message(model_env, jpeg_bytes, monkeypatch, caplog):
@@ -205,18 +214,16 @@ def test_draw_box_and_png(jpeg_bytes):
 def test_notes_are_worded_when_they_apply(classifier, jpeg_bytes):
     analysis = app_support.analyse(classifier, jpeg_bytes, "a.jpg")
     fell_back_scan = dataclasses.replace(analysis.scan, crop=dataclasses.replace(analysis.crop, fell_back=True))
-    fell_back = dataclasses.replace(analysis, scan=fell_back_scan, probability=0.55)
+    fell_back = dataclasses.replace(analysis, scan=fell_back_scan)
 
     class Blank:
         blank = True
 
     found = app_support.notes(fell_back, Blank(), "Tumour")
-    assert len(found) == 3
-    assert "whole image" in found[0] and "close to the model's threshold" in found[1]
-    assert "blank" in found[2]
+    assert len(found) == 2
+    assert "whole image" in found[0] and "blank" in found[1]
     confident_scan = dataclasses.replace(analysis.scan, crop=dataclasses.replace(analysis.crop, fell_back=False))
-    confident = dataclasses.replace(analysis, probability=0.99, scan=confident_scan)
-    assert app_support.notes(confident, None) == []
+    assert app_support.notes(dataclasses.replace(analysis, scan=confident_scan), None) == []
 
 
 def test_reruns_keep_the_keras_session(model_env, jpeg_bytes, monkeypatch, streamlit_clean_up):

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import cli
-from core.cli import COLUMNS, find_sources, main
+from core import batch
+from core.batch import COLUMNS, find_sources
+from core.cli import main
 
 keras = pytest.importorskip("keras")
 
@@ -91,8 +92,9 @@ def read_rows(path_or_text):
 
 
 def test_predict_folder_writes_every_row_and_exits_0(model_dir, scans_dir, tmp_path):
-    from core.scanio import read_scan
+    from core.input_check import check_input
     from core.model import load_classifier
+    from core.pipeline import prepare_scan
 
     out, heatmaps = tmp_path / "out" / "predictions.csv", tmp_path / "heatmaps"
     result = run_cli("predict", scans_dir, "--model", model_dir, "--csv", out, "--heatmaps", heatmaps,
@@ -104,29 +106,37 @@ def test_predict_folder_writes_every_row_and_exits_0(model_dir, scans_dir, tmp_p
     files = expected_files(scans_dir)
     assert list(rows[0]) == list(COLUMNS)
     assert [row["path"] for row in rows] == [str(p) for p in files]  # every file, sorted, hidden skipped
-    good = [row for row in rows if Path(row["path"]).name not in BROKEN]
     broken = [row for row in rows if Path(row["path"]).name in BROKEN]
-    assert len(broken) == 3 and len(good) == len(files) - 3 >= 2
-
+    assert len(broken) == 3
     for row in broken:
-        assert row["error"] and not row["probability"] and not row["label"] and not row["heatmap"]
+        assert row["status"] == "unreadable" and row["error"]
+        assert not row["probability"] and not row["label"] and not row["heatmap"]
     classifier = load_classifier(model_dir)
-    for row in good:
-        assert row["error"] == ""
-        pixels = read_scan(row["path"]).pixels
-        probability = float(row["probability"])
-        assert probability == pytest.approx(float(classifier.predict([pixels])[0]), abs=1e-5)
-        assert row["label"] == ("tumour" if probability >= 0.5 else "no_tumour")
-        assert float(row["threshold"]) == 0.5
+    for row in (row for row in rows if Path(row["path"]).name not in BROKEN):
+        scan = prepare_scan(row["path"], classifier.input_size)
+        check = check_input(scan.pixels, scan.crop, scan.meta)
         x0, y0, x1, y1 = (int(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1"))
-        assert 0 <= x0 < x1 <= pixels.shape[1] and 0 <= y0 < y1 <= pixels.shape[0]
-        assert row["crop_fell_back"] in ("true", "false")
+        assert (x0, y0, x1, y1) == scan.crop.box and row["crop_fell_back"] in ("true", "false")
+        if not check.ok:  # refused before any prediction, with the check's own reason
+            assert row["status"] == "not_brain_mri" and row["error"] == check.reason
+            assert not row["probability"] and not row["label"] and not row["heatmap"]
+            continue
+        assert row["status"] == "ok" and row["error"] == ""
+        probability = float(row["probability"])  # the tiny model's card has no calibration: raw, as given
+        assert probability == pytest.approx(float(classifier.predict([scan.pixels])[0]), abs=1e-5)
+        assert float(row["probability_low"]) <= probability <= float(row["probability_high"])
+        assert row["label"] in ("tumour", "no_tumour", "uncertain") and float(row["threshold"]) == 0.5
         overlay = np.asarray(Image.open(row["heatmap"]))
         assert Path(row["heatmap"]).is_relative_to(heatmaps)
-        assert overlay.shape == (*pixels.shape[:2], 3)
-
-    tumour = sum(row["label"] == "tumour" for row in good)
-    assert f"{len(good)} scans read, 3 failed, {tumour} predicted tumour" in result.stderr
+        assert overlay.shape == (*scan.pixels.shape[:2], 3)
+    real = [row for row in rows if Path(row["path"]).name.startswith("real_")]
+    if real:  # real brain slices are never refused
+        assert all(row["status"] == "ok" for row in real)
+    synthetic_rgb = next(row for row in rows if row["path"].endswith("synthetic_rgb.jpg"))
+    assert synthetic_rgb["status"] == "not_brain_mri"  # a noise rectangle is not a brain slice
+    ok = sum(row["status"] == "ok" for row in rows)
+    refused = sum(row["status"] == "not_brain_mri" for row in rows)
+    assert f"{ok} scans assessed" in result.stderr and f"{refused} not brain MRI slices, 3 unreadable" in result.stderr
 
 
 def test_missing_path_exits_2_with_a_clear_message(model_dir, scans_dir):
@@ -149,8 +159,9 @@ def test_csv_goes_to_stdout_without_csv_option(model_dir, scans_dir, capsys):
     captured = capsys.readouterr()
     rows = read_rows(captured.out)
     assert [row["path"] for row in rows] == [str(file), str(scans_dir / "b" / "empty.png")]
-    assert rows[0]["probability"] and not rows[0]["heatmap"] and rows[1]["error"]
-    assert "1 scans read, 1 failed" in captured.err
+    assert rows[0]["status"] in ("ok", "not_brain_mri") and not rows[0]["heatmap"]
+    assert rows[1]["status"] == "unreadable" and rows[1]["error"]
+    assert "1 unreadable" in captured.err
 
 
 def test_empty_folder_exits_2(tmp_path, capsys):
@@ -181,7 +192,7 @@ def test_find_sources_order_and_names(scans_dir):
 
 
 def test_heatmap_names_never_collide(tmp_path):
-    names = cli._HeatmapNames(tmp_path)
+    names = batch._HeatmapNames(tmp_path)
     paths = [names.next(name) for name in ("x/1.jpg", "x/1.jpg", "X/1.JPG", "x/2.jpg")]
     assert len({str(p).lower() for p in paths}) == 4
     assert paths[0] == tmp_path / "x/1.jpg.png" and paths[1] == tmp_path / "x/1.jpg-2.png"

@@ -85,3 +85,42 @@ def run_module(module: str, args, env: dict, timeout: float = 600) -> subprocess
     """`python -m module args...` from the repository root; output captured as text."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def make_lgg_subset(shared_data: Path, root: Path, patients: int = 4, per_class: int = 3) -> Path:
+    """root/{yes,no}/ + manifest.csv: `per_class` tumour and no-tumour LGG slices of each of the first
+    `patients` patients (sorted) that have enough of both."""
+    import csv
+
+    lgg = shared_data / "lgg"
+    with open(lgg / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_patient: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        by_patient.setdefault(row["patient"], {}).setdefault(row["file"].split("/")[0], []).append(row)
+    chosen = [p for p in sorted(by_patient) if all(len(by_patient[p].get(c, [])) >= per_class for c in ("yes", "no"))]
+    kept = [row for p in chosen[:patients] for c in ("yes", "no") for row in sorted(by_patient[p][c], key=lambda r: r["file"])[:per_class]]
+    for row in kept:
+        link_files([lgg / row["file"]], root / row["file"].split("/")[0])
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return root
+
+
+def make_loso_sources(shared_data: Path, root: Path) -> dict[str, Path]:
+    """Three small real sources for leave-one-source-out tests.
+
+    br35h: 10 + 10 Br35H scans. mos: 5 glioma + 5 pituitary + 8 notumor MOS Testing scans that are not
+    Br35H files, plus two planted exact copies of br35h scans (glioma/copy_of_br35h.jpg,
+    notumor/copy_of_br35h.jpg) that the pool must attribute to br35h. lgg: 3 + 3 slices of each of 4 patients.
+    """
+    import shutil
+
+    br35h = make_br35h_subset(shared_data, root / "br35h", per_class=10)
+    mos = make_mos_subset(shared_data, root / "mos", tumour=5, normal=8)
+    shutil.copyfile(sorted((br35h / "yes").iterdir())[2].resolve(), mos / "glioma" / "copy_of_br35h.jpg")
+    shutil.copyfile(sorted((br35h / "no").iterdir())[4].resolve(), mos / "notumor" / "copy_of_br35h.jpg")
+    lgg = make_lgg_subset(shared_data, root / "lgg")
+    return {"br35h": br35h, "mos": mos, "lgg": lgg}

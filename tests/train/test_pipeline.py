@@ -67,3 +67,48 @@ def test_eval_batches_pad_an_uneven_last_batch_with_zero_weights():
     assert [len(three[i][0]) for i in range(len(three))] == [6, 6, 3]
     (x_last,) = EvalBatches(crops, batch_size=4, multiple_of=2)[3]
     assert x_last.shape[0] == 2
+
+
+def test_balanced_order_draws_every_batch_equally_from_the_cells():
+    from train.pipeline import balanced_order
+
+    cells = np.array(["a"] * 40 + ["b"] * 5 + ["c"] * 3)  # very unequal cells
+    order = balanced_order(cells, batch_size=6, steps=7, rng=np.random.default_rng(0))
+    assert order.shape == (42,)
+    for step in range(7):
+        batch = cells[order[step * 6 : (step + 1) * 6]]
+        assert sorted(batch.tolist()) == ["a", "a", "b", "b", "c", "c"]
+    small = order[np.isin(order, np.flatnonzero(cells == "c"))]
+    assert sorted(set(small.tolist())) == [45, 46, 47]  # the small cell is repeated ...
+    assert np.all(np.bincount(small, minlength=48)[45:] >= 4)  # ... evenly (14 draws of 3 scans)
+    again = balanced_order(cells, batch_size=6, steps=7, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(order, again)
+    uneven = balanced_order(cells, batch_size=7, steps=3, rng=np.random.default_rng(1))
+    for step in range(3):  # 7 = 2 + 2 + 2 and one extra slot for a random cell
+        counts = sorted(np.unique(cells[uneven[step * 7 : (step + 1) * 7]], return_counts=True)[1].tolist())
+        assert counts == [2, 2, 3]
+
+
+def test_train_batches_with_cells_are_balanced_and_seeded():
+    crops, labels = crops_and_labels(n=20)
+    cells = np.array(["big"] * 16 + ["small"] * 4)
+
+    def noisy(image, rng):  # a different draw changes (almost) every pixel
+        return np.clip(image.astype(int) + rng.integers(0, 5, image.shape), 0, 255).astype(np.uint8)
+
+    batches = TrainBatches(crops, labels, 4, noisy, seed=1, cells=cells)
+    assert len(batches) == 5  # n // batch, as without balancing
+    for index in range(len(batches)):
+        chosen = batches.order[index * 4 : (index + 1) * 4]
+        assert sorted(cells[chosen].tolist()) == ["big", "big", "small", "small"]
+    again = TrainBatches(crops, labels, 4, noisy, seed=1, cells=cells)
+    np.testing.assert_array_equal(again[2][0], batches[2][0])
+    # a scan drawn twice in one epoch gets two different augmentations
+    order = batches.order
+    repeated = next(s for s in order if np.sum(order == s) > 1)
+    first, second = np.flatnonzero(order == repeated)[:2]
+    x_first = batches[first // 4][0][first % 4]
+    x_second = batches[second // 4][0][second % 4]
+    assert not np.array_equal(x_first, x_second)
+    with pytest.raises(ValueError, match="one id per crop"):
+        TrainBatches(crops, labels, 4, add_one, cells=cells[:5])

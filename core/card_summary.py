@@ -1,0 +1,98 @@
+"""The model card in a few readable lines: what the app's model panel and the PDF reports show.
+
+Cards written by `python -m train` are summarised (training counts, external test
+results with their intervals); other cards' `data` and `metrics` entries are
+shown as given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from core.card import ModelCard
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def describe(value: Any) -> str:
+    """A card entry (number, text, list, nested dict) as one readable line."""
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if _is_interval_key(key):
+                continue
+            text = f"{key} {describe(item)}"
+            interval = _interval_for(key, value)
+            if interval is not None:
+                text += f" (95% CI {_number(interval[0])}–{_number(interval[1])})"
+            parts.append(text)
+        return "; ".join(parts)
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return f"{_number(value[0])}–{_number(value[1])}"
+        return ", ".join(describe(item) for item in value)
+    return _number(value)
+
+
+def _is_interval_key(key: str) -> bool:
+    key = str(key).lower()
+    return key.endswith(("_ci", "_ci95", "_interval")) or key in ("ci", "ci95", "interval")
+
+
+def _interval_for(key: str, siblings: dict) -> Any:
+    for suffix in ("_ci", "_ci95", "_interval"):
+        found = siblings.get(f"{key}{suffix}")
+        if isinstance(found, (list, tuple)) and len(found) == 2:
+            return found
+    return None
+
+
+def _training_data(card: ModelCard) -> str:
+    """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
+    counts = card.data.get("counts_after_deduplication") if isinstance(card.data, dict) else None
+    parts = []
+    for split, sources in (counts.items() if isinstance(counts, dict) else ()):
+        for source, n in (sources.items() if isinstance(sources, dict) else ()):
+            if not isinstance(n, dict):
+                continue
+            parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
+    if card.initialisation:
+        parts.append(f"initialisation: {card.initialisation}")
+    return "; ".join(parts)
+
+
+def _external_result(source: str, result: dict[str, Any]) -> str:
+    """One phrase for one external test source: AUC with its interval, balanced accuracy, size."""
+    if result.get("auc") is None:
+        return f"{source}: AUC not defined ({result.get('scans', 0)} scans of one class)"
+    low, high = result.get("auc_ci95") or (float("nan"), float("nan"))
+    at = result.get("at_card", {})
+    removed = result.get("duplicates_removed") or {}
+    text = (f"{source}: AUC {_number(result['auc'])} (95% CI {_number(low)}–{_number(high)}), "
+            f"balanced accuracy {_number(at.get('balanced_accuracy'))} at the threshold, "
+            f"{result.get('scans')} scans ({result.get('no_tumour')} without tumour)")
+    if removed:
+        text += f", after removing {removed.get('exact', 0) + removed.get('near', 0)} copies of training scans"
+    return text
+
+
+def card_summary(card: ModelCard) -> dict[str, str]:
+    """What the page always shows about the model, taken from its (validated) model card.
+
+    Cards written by `python -m train` are summarised (training counts, external test
+    results); other cards' `data` and `metrics` entries are shown as given.
+    """
+    data = _training_data(card) or describe(card.data if card.data is not None else "not stated in the model card")
+    external = "; ".join(_external_result(source, result) for source, result in card.external_test.items())
+    return {
+        "name": card.name,
+        "data": data,
+        "metrics": external or describe(card.metrics or "not stated in the model card"),
+        "threshold": _number(float(card.threshold)),
+        "weights_sha256": card.weights_sha256 or "unknown",
+    }

@@ -1,0 +1,624 @@
+"""Decide whether an image looks like a 2D brain MR slice, before any prediction.
+
+:func:`check_input` measures a few plain features of the scan and of its brain crop and returns an
+:class:`InputCheck`: ``ok``, a ``reason`` in plain words when not ok, and every measured ``score``.
+
+Method (one-class: the accepted region is fitted on real slices only, so it does not depend on
+which non-MRI images were at hand):
+
+1. Metadata, when the reader gives it (DICOM): a modality other than MR, or a body part other
+   than the head or brain, is rejected. Never required: most uploads are JPEG or PNG.
+2. Hard rules with a wide margin from every real slice: colour (MR slices are grey: at most 4 %
+   of a real slice's pixels are coloured, the limit is 10 %); blank (no grey range, or one level
+   covering nearly all pixels); no head-sized object on a darker background; a CT bone ring
+   (thick, closed, bright ring around brain of nearly the same brightness just inside it, with
+   no dark bony band, which MR shows between scalp and brain).
+3. Atypicality: each shape, surround and texture feature is scored by how far it lies in the tail
+   of its distribution over 10,343 real slices (br35h, nav, mos, lgg; :data:`TAILS`, fitted by
+   ``bench/bench_input_check.py --fit``). A feature adds ``-log10(tail probability) - 1`` when its
+   tail probability is below 10 %, so an image must be unusual in several respects, or extremely
+   unusual in one, to pass :data:`MAX_ATYPICALITY`. The reason names the features that added most.
+
+Features are measured on the grey image shrunk to at most 256 px and stretched to its own 0.5-99.5
+percentiles, so a dim but real slice (top of the head) is judged by its shape, not its brightness.
+The head is the largest bright region above a triangle threshold (background is the dominant dark
+histogram peak in MR); its shape (fill, solidity, fit to an ellipse), its surround (dark edges and
+corners, contrast to the outside), its inside (edge density, noise, spread of grey levels, few-level
+graphics) and the crop from :func:`core.crop_brain` (how much of the scan it keeps) are scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from core.pixels import check_uint8
+
+if TYPE_CHECKING:
+    from core.crop import Crop
+
+#: Longest side the features are measured at (larger scans are shrunk first).
+WORK_SIDE = 256
+#: A pixel is coloured when its channels differ by more than this many grey levels.
+COLOUR_CHROMA = 40
+#: Reject when more than this fraction of pixels is coloured (real slices: at most 0.04).
+MAX_COLOUR_FRACTION = 0.10
+#: Blank: fewer grey levels than this between the 0.5th and 99.5th percentiles...
+MIN_GREY_RANGE = 3
+#: ...or one grey level covering more than this fraction of the image (real slices: at most 0.95).
+MAX_MODE_FRACTION = 0.97
+#: Raw 1st-99th percentile range below which a slice is called nearly blank in the reason
+#: (the same level at which core.crop gives up looking for an outline).
+LOW_SIGNAL_CONTRAST = 20
+#: The head must cover at least this fraction of the image (real slices: 0.1 % percentile 0.03).
+MIN_HEAD_FRACTION = 0.01
+#: A feature's tail score is capped here (tail probability 1e-5 or below).
+MAX_FEATURE_SCORE = 4.0
+#: CT bone ring: a bright region enclosing at least this share of the head...
+CT_RING_ENCLOSURE = 0.5
+#: ...whose brightest shells span at least this fraction of the head's radius...
+CT_RING_WIDTH = 0.06
+#: ...with brain just inside it at least this bright relative to the core (MR: dark skull)...
+CT_INSIDE_LEVEL = 1.0
+#: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is darker).
+CT_CORE_LEVEL = 0.23
+#: DICOM modalities left to the pixel checks (MR, and secondary captures, which may hold an MR
+#: picture); any other modality is rejected. Body-part words accepted when the file names one.
+PIXEL_CHECK_MODALITIES = frozenset({"MR", "OT", "SC"})
+HEAD_WORDS = ("HEAD", "BRAIN", "SKULL", "CRANI", "NEURO", "CEREB")
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """The verdict on one image.
+
+    ok: True when the image looks like a 2D brain MR slice.
+    reason: for the person who uploaded it, why it was rejected ("" when ok).
+    scores: the measured features (name -> float), for logs, tests and tuning.
+    """
+
+    ok: bool
+    reason: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def check_input(pixels: np.ndarray, crop: Crop, meta: Mapping[str, Any] | None = None) -> InputCheck:
+    """Whether `pixels` look like a 2D brain MR slice.
+
+    pixels: uint8 HxW or HxWx3 [0, 255], as core.read_scan returns them.
+    crop: core.crop_brain(pixels).
+    meta: Scan.meta, optional; DICOM "modality" and "body_part" (or the DICOM keywords
+    Modality / BodyPartExamined) are used when present.
+    Returns an :class:`InputCheck`; never raises for a valid uint8 image.
+    """
+    check_uint8(pixels, "image", channels=(1, 3, 4))
+    reason = metadata_reason(meta or {})
+    scores = measure_input(pixels, crop)
+    if not reason:
+        reason = rule_reason(scores)
+    if not reason:
+        evidence = weighted_evidence(tail_scores(scores))
+        scores["evidence"] = float(sum(evidence.values()))
+        if scores["evidence"] > MAX_EVIDENCE:
+            reason = evidence_reason(evidence, scores)
+    return InputCheck(ok=not reason, reason=reason, scores=scores)
+
+
+def metadata_reason(meta: Mapping[str, Any]) -> str:
+    """A rejection from DICOM tags in `meta` (modality, body part), or "" when they allow MR of the head."""
+    modality = _meta_text(meta, ("modality", "Modality"))
+    if modality and modality not in PIXEL_CHECK_MODALITIES:
+        kind = _MODALITY_WORDS.get(modality, f"a '{modality}' image")
+        return f"not a brain MRI slice: the file says it is {kind} (DICOM modality {modality}), not MRI"
+    part = _meta_text(meta, ("body_part", "body_part_examined", "BodyPartExamined"))
+    if part and not any(word in part for word in HEAD_WORDS):
+        return f"not a brain MRI slice: the file says the body part is {part.lower()}, not the head"
+    return ""
+
+
+_MODALITY_WORDS = {
+    "CT": "a CT scan", "CR": "an X-ray", "DX": "an X-ray", "MG": "a mammogram", "US": "an ultrasound",
+    "NM": "a nuclear-medicine image", "PT": "a PET scan", "XA": "an angiogram", "RF": "a fluoroscopy image",
+    "SEG": "a segmentation mask", "IO": "a dental X-ray", "OP": "an eye photograph", "XC": "a photograph",
+}
+
+
+def _meta_text(meta: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """The first non-empty value among `keys`, upper-cased and stripped ("" when none)."""
+    for key in keys:
+        value = meta.get(key)
+        if value:
+            return str(value).strip().upper()
+    return ""
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def measure_input(pixels: np.ndarray, crop: Crop) -> dict[str, float]:
+    """Every feature of `pixels` (uint8 HxW or HxWx3) and its `crop`, name -> float.
+
+    Features that cannot be measured (no head found, a blank image) are absent.
+    """
+    return {name: float(value) for name, value in _measure(pixels, crop).items()}
+
+
+def _measure(pixels: np.ndarray, crop: Crop) -> dict[str, Any]:
+    """measure_input's work; values may be numpy scalars."""
+    grey, rgb = _working_images(pixels)
+    scores = {"colour_fraction": colour_fraction(rgb) if rgb is not None else 0.0}
+    scores.update(_crop_features(crop, pixels.shape))
+    stretched, levels = _stretch(grey)
+    scores.update(levels)
+    if stretched is None:
+        return scores
+    head = find_head(stretched)
+    scores.update(head.surround)
+    if head.contour is None:
+        return scores
+    scores.update(_shape_features(head.contour, head.mask))
+    scores.update(_inside_features(grey, head))
+    scores.update(_bone_ring_features(head, scores.get("core_level", 0.0)))
+    return scores
+
+
+def _working_images(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 HxW or HxWx3 -> (grey uint8 hxw, RGB uint8 hxwx3 or None), longest side <= WORK_SIDE."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, :3]
+    height, width = pixels.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    if pixels.ndim == 2:
+        return pixels, None
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), pixels
+
+
+def colour_fraction(rgb: np.ndarray) -> float:
+    """Fraction [0, 1] of pixels of a uint8 HxWx3 image whose channels differ by more than COLOUR_CHROMA."""
+    red, green, blue = cv2.split(rgb)
+    chroma = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
+    return float(np.count_nonzero(chroma > COLOUR_CHROMA)) / chroma.size
+
+
+def _levels_at(hist: np.ndarray, fractions: tuple[float, ...]) -> list[int]:
+    """Grey levels below which the given fractions of pixels lie, from a (256,) histogram."""
+    cumulative = np.cumsum(hist)
+    return [int(np.searchsorted(cumulative, f * cumulative[-1])) for f in fractions]
+
+
+def _quantiles(values: np.ndarray, fractions: tuple[float, ...]) -> list[int]:
+    """Quantiles of uint8 `values` (any shape, non-empty), through a histogram (fast)."""
+    return _levels_at(np.bincount(values.ravel(), minlength=256), fractions)
+
+
+def _stretch(grey: np.ndarray) -> tuple[np.ndarray | None, dict[str, float]]:
+    """Stretch uint8 HxW grey so its 0.5-99.5 percentiles span [0, 255].
+
+    Returns (stretched uint8 HxW, or None when the range is below MIN_GREY_RANGE, and
+    {"contrast": raw 1st-99th percentile range, "grey_range": raw 0.5-99.5 range,
+    "mode_fraction": share of the commonest grey level}).
+    """
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    low, p1, p99, high = _levels_at(hist, (0.005, 0.01, 0.99, 0.995))
+    levels = {"contrast": float(p99 - p1), "grey_range": float(high - low),
+              "mode_fraction": float(hist.max() / hist.sum())}
+    if high - low < MIN_GREY_RANGE:
+        return None, levels
+    lut = np.clip((np.arange(256) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
+    return cv2.LUT(grey, lut), levels
+
+
+def _crop_features(crop: Crop, shape: tuple[int, ...]) -> dict[str, float]:
+    """How much of the scan (HxW...) the brain crop keeps, and whether it fell back to all of it."""
+    x0, y0, x1, y1 = crop.box
+    area = max(0, x1 - x0) * max(0, y1 - y0)
+    return {"crop_fraction": area / float(shape[0] * shape[1]), "crop_fell_back": float(crop.fell_back)}
+
+
+@dataclass
+class Head:
+    """The head found in a stretched grey image (all arrays hxw, the working size).
+
+    image: the stretched grey image, inverted when its background was bright (uint8 [0, 255]).
+    mask: uint8 {0, 1}, the largest bright region with its holes filled; contour: its outline
+    (None when no head-sized region exists); threshold: the grey level [0, 255] separating it
+    from the background; distance: float32 distance of each head pixel to the outline, in pixels;
+    radius: sqrt(area / pi); surround: features of the background around it.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    contour: np.ndarray | None
+    threshold: float
+    distance: np.ndarray | None = None
+    radius: float = 0.0
+    surround: dict[str, float] = field(default_factory=dict)
+
+
+def find_head(stretched: np.ndarray) -> Head:
+    """Find the head in a uint8 HxW image stretched to [0, 255].
+
+    The background is the grey level of the outer band (a bright band is inverted first, as
+    core.crop does); the threshold is the triangle threshold of the blurred image (the foot of the
+    dark background peak), kept between 4 % and 25 % of the way from the background to white.
+    """
+    height, width = stretched.shape
+    band = max(1, round(0.05 * min(height, width)))
+    background = float(_quantiles(_outer_band(stretched, band), (0.5,))[0])
+    background_level = background / 255.0
+    if background > 127:
+        stretched = 255 - stretched
+        background = 255 - background
+    blurred = cv2.GaussianBlur(stretched, (5, 5), 0)
+    triangle, _ = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_TRIANGLE)
+    threshold = float(np.clip(triangle, background + 0.04 * (255 - background),
+                              background + 0.25 * (255 - background)))
+    mask = cv2.morphologyEx((blurred > threshold).astype(np.uint8), cv2.MORPH_OPEN, _K3, iterations=2)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    areas = [cv2.contourArea(c) for c in contours]
+    surround = {"border_dark": float(np.mean(_outer_band(blurred, band) <= threshold)),
+                "corner_dark": _corner_dark(blurred, threshold), "background_level": background_level}
+    if not contours or max(areas) < MIN_HEAD_FRACTION * height * width:
+        surround["head_fraction"] = max(areas, default=0.0) / (height * width)
+        return Head(image=stretched, mask=np.zeros_like(mask), contour=None, threshold=threshold, surround=surround)
+    best = int(np.argmax(areas))
+    head = np.zeros_like(mask)
+    cv2.drawContours(head, contours, best, 1, thickness=-1)
+    surround["other_objects"] = float(sum(a >= 0.001 * height * width for i, a in enumerate(areas) if i != best))
+    surround["edge_touch"] = float(np.mean(_outer_band(head, 1)))
+    surround.update(_outside_features(blurred, head))
+    padded = cv2.copyMakeBorder(head, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # the image edge is outline too
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    radius = math.sqrt(float(np.count_nonzero(head)) / math.pi)
+    return Head(image=stretched, mask=head, contour=contours[best], threshold=threshold, distance=distance,
+                radius=radius, surround=surround)
+
+
+def _outer_band(image: np.ndarray, band: int) -> np.ndarray:
+    """The pixels of HxW `image` within `band` pixels of its edge, as one flat array."""
+    return np.concatenate([image[:band].ravel(), image[-band:].ravel(),
+                           image[band:-band, :band].ravel(), image[band:-band, -band:].ravel()])
+
+
+def _corner_dark(blurred: np.ndarray, threshold: float) -> float:
+    """Fraction of the four corner squares (10 % of the shorter side) at or below `threshold`."""
+    side = max(1, round(0.1 * min(blurred.shape)))
+    corners = (blurred[:side, :side], blurred[:side, -side:], blurred[-side:, :side], blurred[-side:, -side:])
+    return float(np.mean([np.mean(c <= threshold) for c in corners]))
+
+
+def _outside_features(blurred: np.ndarray, head: np.ndarray) -> dict[str, float]:
+    """Contrast of the head to the outside and spread of the outside, as fractions of [0, 255].
+
+    Absent when less than 2 % of the image lies outside the head.
+    """
+    outside = cv2.dilate(head, _K3, iterations=3) == 0
+    if np.count_nonzero(outside) < 0.02 * head.size:
+        return {}
+    q25, q50, q75 = _quantiles(blurred[outside], (0.25, 0.5, 0.75))
+    head_level = _quantiles(blurred[head > 0], (0.5,))[0]
+    return {"head_contrast": (head_level - q50) / 255.0, "surround_spread": (q75 - q25) / 255.0}
+
+
+def _shape_features(contour: np.ndarray, head: np.ndarray) -> dict[str, float]:
+    """Shape of the head outline (an OpenCV contour) and its filled uint8 {0, 1} HxW mask.
+
+    head_fraction: area / image area; head_extent: area / bounding-box area (an ellipse: 0.79);
+    head_aspect: bounding-box width / height (heads are about as wide as tall or taller; a body
+    section is wider); head_solidity: area / convex-hull area; head_ellipse_iou: overlap with the fitted ellipse;
+    head_axis_ratio: minor / major axis of that ellipse; head_offset: distance of the box centre
+    from the image centre, as a fraction of the image side.
+    """
+    height, width = head.shape
+    area = float(np.count_nonzero(head))
+    x, y, w, h = cv2.boundingRect(contour)
+    features = {
+        "head_fraction": area / (height * width),
+        "head_extent": area / (w * h),
+        "head_solidity": min(1.0, area / max(cv2.contourArea(cv2.convexHull(contour)), 1.0)),
+        "head_offset": math.hypot((x + w / 2) / width - 0.5, (y + h / 2) / height - 0.5),
+        "head_aspect": w / h,
+        "head_ellipse_iou": 0.0, "head_axis_ratio": 0.0,
+    }
+    if len(contour) >= 5:
+        ellipse = cv2.fitEllipse(contour)
+        drawn = np.zeros_like(head)
+        cv2.ellipse(drawn, ellipse, 1, thickness=-1)
+        union = np.count_nonzero(drawn | head)
+        features["head_ellipse_iou"] = np.count_nonzero(drawn & head) / max(union, 1)
+        axes = ellipse[1]
+        features["head_axis_ratio"] = min(axes) / max(max(axes), 1e-6)
+    return features
+
+
+def _inside_features(grey: np.ndarray, head: Head) -> dict[str, float]:
+    """Texture inside the head, from the stretched image and the raw `grey` (uint8 HxW).
+
+    dark_inside: share of the head below the threshold (lungs or bowel gas in a body scan);
+    head_thickness: deepest point / radius (a filled ellipse: about 0.8-1; text lines, combs: low);
+    level_gaps: share of the raw grey levels between the head's 1st and 99th percentiles that
+    are (nearly) unused (drawings, masks, posterised graphics; a dim slice uses all its few levels);
+    in the core (pixels deeper than a quarter of the radius): edge_density (share with a strong
+    gradient), noise_ratio (mean |Laplacian| / mean |gradient|: high for noise, low for smooth
+    ramps), core_spread and core_level (interquartile range and median, fractions of [0, 255]).
+    """
+    inside = head.mask > 0
+    blurred = cv2.GaussianBlur(head.image, (5, 5), 0)
+    features = {"dark_inside": float(np.mean(blurred[inside] <= head.threshold)),
+                "head_thickness": float(head.distance.max()) / max(head.radius, 1.0),
+                "level_gaps": _level_gaps(grey[inside])}
+    core = head.distance > 0.25 * head.radius
+    if np.count_nonzero(core) < 20:  # a thin shape (text lines, a ring): use all of it
+        core = inside
+    if np.count_nonzero(core) < 20:
+        return features
+    image = head.image.astype(np.float32)
+    gx, gy = cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1)
+    gradient = cv2.magnitude(gx, gy)[core]
+    laplacian = np.abs(cv2.Laplacian(image, cv2.CV_32F, ksize=3))[core]
+    q25, q50, q75 = _quantiles(head.image[core], (0.25, 0.5, 0.75))
+    features.update(_flatness(grey, core))
+    features.update({
+        "edge_density": float(np.mean(gradient > 0.4 * 255)),
+        "noise_ratio": float(laplacian.mean() / max(float(gradient.mean()), 1e-3)),
+        "core_spread": (q75 - q25) / 255.0,
+        "core_level": q50 / 255.0,
+    })
+    return features
+
+
+def _flatness(grey: np.ndarray, core: np.ndarray) -> dict[str, float]:
+    """flat_fraction: share of the `core` (bool HxW) pixels whose 3x3 neighbourhood in the raw
+    `grey` (uint8 HxW) varies by less than 0.5 grey levels (standard deviation): flat fills of
+    drawings, masks and phantoms; MR tissue always carries some noise."""
+    values = grey.astype(np.float32)
+    mean = cv2.blur(values, (3, 3))
+    variance = cv2.blur(values * values, (3, 3)) - mean * mean
+    laplacian = np.abs(cv2.Laplacian(values, cv2.CV_32F, ksize=3))
+    return {"flat_fraction": float(np.mean(variance[core] < 0.25)),
+            "smooth_fraction": float(np.mean(laplacian[core] < 1.0))}
+
+
+def _level_gaps(values: np.ndarray) -> float:
+    """Share [0, 1] of the grey levels between the 1st and 99th percentiles of uint8 `values`
+    that hold less than 0.02 % of them; 0 when that range is a single level."""
+    counts = np.bincount(values, minlength=256)
+    low, high = _levels_at(counts, (0.01, 0.99))
+    if high <= low:
+        return 0.0
+    used = counts[low:high + 1]
+    return float(np.mean(used < 0.0002 * values.size))
+
+
+def _bone_ring_features(head: Head, core_level: float) -> dict[str, float]:
+    """The bright ring around the head, where CT shows bone and MR shows scalp fat.
+
+    bright_fraction: share of the head at >= 85 % of its 99th-percentile level; ring_enclosure:
+    share of the head enclosed by the largest bright region (a closed ring encloses most of it);
+    from the mean grey level of 1-pixel shells at increasing depth: ring_width (depth range of the
+    brightest shells, >= 80 % of the peak, as a fraction of the radius) and inside_ring_level (the
+    darkest of the 6 shells just inside them, relative to the core level). MR shows the dark skull
+    there (low); CT shows brain right inside the bone (near 1).
+    """
+    image, inside = head.image, head.mask > 0
+    area = float(np.count_nonzero(inside))
+    bright = ((image >= 0.85 * _quantiles(image[inside], (0.99,))[0]) & inside).astype(np.uint8)
+    features = {"bright_fraction": np.count_nonzero(bright) / area, "ring_enclosure": 0.0}
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return features
+    filled = np.zeros_like(bright)
+    cv2.drawContours(filled, [max(contours, key=cv2.contourArea)], -1, 1, thickness=-1)
+    features["ring_enclosure"] = np.count_nonzero(filled > bright) / area
+    profile = _shell_means(image, head)
+    reach = min(16, len(profile))
+    if reach == 0 or core_level <= 0:
+        return features
+    peak = int(np.argmax(profile[:reach]))
+    start, end = peak, peak
+    while start > 0 and profile[start - 1] >= 0.8 * profile[peak]:
+        start -= 1
+    while end + 1 < len(profile) and profile[end + 1] >= 0.8 * profile[peak]:
+        end += 1
+    features["ring_width"] = (end - start + 1) / max(head.radius, 1.0)
+    if end + 1 < len(profile):
+        features["inside_ring_level"] = float(profile[end + 1:end + 7].min()) / (255.0 * core_level)
+    return features
+
+
+def _shell_means(image: np.ndarray, head: Head) -> np.ndarray:
+    """Mean grey level of the head's 1-pixel shells from the outline inwards, to 30 % of the radius."""
+    inside = head.mask > 0
+    depth = head.distance[inside].astype(np.int32)
+    shells = max(1, min(40, int(0.3 * head.radius)))
+    keep = depth < shells
+    sums = np.bincount(depth[keep], weights=image[inside][keep], minlength=shells)
+    counts = np.bincount(depth[keep], minlength=shells)
+    valid = counts > 0
+    return (sums[valid] / counts[valid]).astype(np.float64)
+
+
+# --- rules and atypicality -----------------------------------------------------------------------
+
+_NOT_MRI = "not a brain MRI slice: "
+
+
+def rule_reason(scores: Mapping[str, float]) -> str:
+    """A rejection from the hard rules (colour, blank, no head, CT bone ring), or "" when none applies."""
+    low_signal = scores.get("contrast", 0.0) < LOW_SIGNAL_CONTRAST
+    if scores.get("colour_fraction", 0.0) > MAX_COLOUR_FRACTION:
+        return _NOT_MRI + "it is a colour image (a photo, chart or screenshot); MRI slices are grey"
+    if scores.get("grey_range", 0.0) < MIN_GREY_RANGE:
+        return "the image is blank: it has no contrast at all"
+    if scores.get("mode_fraction", 0.0) > MAX_MODE_FRACTION:
+        return "the image is nearly blank: one flat grey level covers almost all of it"
+    if "head_extent" not in scores:
+        if low_signal:
+            return "the slice is nearly blank: no head is visible (almost no brain in the image)"
+        return _NOT_MRI + "nothing head-sized stands out from a dark background"
+    if _looks_like_ct(scores):
+        return _NOT_MRI + "it looks like a CT scan (a thick bright bone ring around evenly grey brain)"
+    return ""
+
+
+def _looks_like_ct(scores: Mapping[str, float]) -> bool:
+    """A closed, thick, bright ring with brain right inside it and a grey core: CT bone."""
+    return (scores.get("ring_enclosure", 0.0) >= CT_RING_ENCLOSURE
+            and scores.get("ring_width", 0.0) >= CT_RING_WIDTH
+            and scores.get("inside_ring_level", 0.0) >= CT_INSIDE_LEVEL
+            and scores.get("core_level", 0.0) >= CT_CORE_LEVEL)
+
+
+def tail_scores(scores: Mapping[str, float], tails: Mapping[str, tuple] | None = None
+                ) -> dict[tuple[str, str], float]:
+    """How unusual each feature is among real slices: {(feature, "low"|"high"): score >= 0}.
+
+    score = -log10(tail probability) - 1, clipped to [0, MAX_FEATURE_SCORE]: 0 down to the 10 %
+    tail, 1 at the 1 % tail, 2 at the 0.1 % tail; beyond the fitted tail the probability keeps
+    falling by a decade per (0.1 % quantile - 1 % quantile) step. Features not measured score 0.
+    """
+    result = {}
+    for name, sides in (TAILS if tails is None else tails).items():
+        if name not in scores:
+            continue
+        for side, quantiles, step in sides:
+            value = scores[name] if side == "low" else -scores[name]
+            edges = quantiles if side == "low" else tuple(-q for q in quantiles)
+            log_p = _log_tail_probability(value, edges, step)
+            result[(name, side)] = float(np.clip(-log_p - 1.0, 0.0, MAX_FEATURE_SCORE))
+    return result
+
+
+#: Tail probabilities at which TAILS holds each feature's quantiles.
+TAIL_PROBS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+def _log_tail_probability(value: float, edges: tuple[float, ...], step: float) -> float:
+    """log10 P(X <= value) from the quantiles `edges` at TAIL_PROBS (ascending), extrapolated below."""
+    if value >= edges[-1]:
+        return -1.0
+    if value < edges[0]:
+        return math.log10(TAIL_PROBS[0]) - (edges[0] - value) / step
+    return float(np.interp(value, edges, np.log10(TAIL_PROBS)))
+
+
+def weighted_evidence(tail: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    """Each tail score times its weight in WEIGHTS: the evidence it adds against an MR slice."""
+    return {key: WEIGHTS.get(key, 0.0) * value for key, value in tail.items()}
+
+
+def evidence_reason(evidence: Mapping[tuple[str, str], float], scores: Mapping[str, float]) -> str:
+    """The reason for a rejection by evidence: the one or two features that added most, in plain words."""
+    ranked = sorted(evidence.items(), key=lambda item: -item[1])
+    words = [_PHRASES[key] for key, value in ranked[:2] if value >= 1.0 and key in _PHRASES]
+    words = list(dict.fromkeys(words)) or ["it does not look like any real slice measured"]
+    if scores.get("contrast", 255.0) < LOW_SIGNAL_CONTRAST:
+        return "the slice is nearly blank (almost no signal): " + "; ".join(words)
+    return _NOT_MRI + "; ".join(words)
+
+
+_RING = "a bright ring like the skull bone in a CT scan"
+_SHAPE = "the main object is not head-shaped"
+_PHRASES = {
+    ("colour_fraction", "high"): "it has coloured areas; MRI slices are grey",
+    ("mode_fraction", "high"): "it is mostly one flat grey level",
+    ("crop_fraction", "low"): "the brain crop keeps almost nothing of the image",
+    ("border_dark", "low"): "its edges are not dark background",
+    ("corner_dark", "low"): "its corners are not dark background",
+    ("other_objects", "high"): "it holds many separate objects (text, symbols or a screen layout)",
+    ("head_contrast", "low"): "the main object barely stands out from its surroundings",
+    ("surround_spread", "high"): "the area around the main object is busy, not dark background",
+    ("head_fraction", "low"): "the main object is too small to be a head (almost no brain)",
+    ("head_fraction", "high"): "the main object fills the whole picture",
+    ("head_extent", "low"): _SHAPE,
+    ("head_extent", "high"): "the main object is rectangular, not head-shaped",
+    ("head_solidity", "low"): "the main object's outline is ragged, not head-shaped",
+    ("head_offset", "high"): "the main object is far from the centre",
+    ("head_ellipse_iou", "low"): "the main object is not round or oval like a head",
+    ("head_axis_ratio", "low"): "the main object is too elongated for a head",
+    ("head_aspect", "low"): "the main object is too tall and narrow for a head",
+    ("head_aspect", "high"): "the main object is much wider than a head (a body section?)",
+    ("head_thickness", "low"): "the main object is thin strokes or lines, not a solid head",
+    ("smooth_fraction", "high"): "it is smooth, without the fine structure of brain tissue",
+    ("flat_fraction", "high"): "it has flat, evenly filled areas, like a drawing",
+    ("background_level", "high"): "its background is bright, not dark",
+    ("edge_touch", "high"): "the main object runs off the edges of the picture",
+    ("dark_inside", "high"): "large dark areas inside the body (lungs or gas), as in a chest or abdomen scan",
+    ("level_gaps", "high"): "it uses only a few grey levels, like a drawing, chart or mask",
+    ("edge_density", "low"): "it is smooth, without the fine structure of brain tissue",
+    ("edge_density", "high"): "it is full of sharp edges, like text, noise or a busy photo",
+    ("noise_ratio", "low"): "it is a smooth gradient or blur, without brain structure",
+    ("noise_ratio", "high"): "it looks like noise",
+    ("core_spread", "low"): "the inside is nearly uniform",
+    ("core_spread", "high"): "the inside is unusually patchy",
+    ("core_level", "low"): "the inside is unusually dark",
+    ("core_level", "high"): "the inside is unusually bright",
+    ("bright_fraction", "high"): "much of it is at full brightness",
+    ("ring_width", "high"): _RING,
+    ("inside_ring_level", "high"): _RING,
+}
+
+#: The features scored for atypicality and which tails of each count (low and/or high values).
+TAIL_FEATURES: dict[str, tuple[str, ...]] = {
+    "colour_fraction": ("high",), "mode_fraction": ("high",), "crop_fraction": ("low",),
+    "border_dark": ("low",), "corner_dark": ("low",), "other_objects": ("high",),
+    "head_contrast": ("low",), "surround_spread": ("high",), "head_fraction": ("low", "high"),
+    "head_extent": ("low", "high"), "head_solidity": ("low",), "head_offset": ("high",),
+    "head_ellipse_iou": ("low",), "head_axis_ratio": ("low",), "dark_inside": ("high",),
+    "level_gaps": ("high",), "edge_density": ("low", "high"), "noise_ratio": ("low", "high"),
+    "core_spread": ("low", "high"), "core_level": ("low", "high"), "bright_fraction": ("high",),
+    "ring_width": ("high",), "inside_ring_level": ("high",), "flat_fraction": ("high",),
+    "smooth_fraction": ("high",), "background_level": ("high",), "edge_touch": ("high",),
+    "head_thickness": ("low",), "head_aspect": ("low", "high"),
+}
+
+#: Per feature: (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
+#: fitted on the real slices by ``bench/bench_input_check.py --fit`` (each of br35h+nav, mos, lgg
+#: weighted equally; slices with a raw contrast below LOW_SIGNAL_CONTRAST left out).
+#: Weight of each (feature, side) tail score in the evidence against an MR slice, fitted by
+#: ``bench/bench_input_check.py --fit`` (non-negative logistic regression, every weight >= 0.2).
+WEIGHTS: dict[tuple[str, str], float] = {}
+#: Reject when the weighted evidence exceeds this (fitted: 99.6th percentile of the real slices'
+#: evidence in the source group where it is highest).
+MAX_EVIDENCE = 10.0
+
+TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {
+    'colour_fraction': (('high', (0.0368, 0.0292, 0.0012, 0.0, 0.0, 0.0, 0.0), 0.0368),),
+    'mode_fraction': (('high', (0.7994, 0.7424, 0.67, 0.6232, 0.5615, 0.4648, 0.3758), 0.1762),),
+    'crop_fraction': (('low', (0.0609, 0.069, 0.1018, 0.1509, 0.2262, 0.3306, 0.4016), 0.09),),
+    'border_dark': (('low', (0.4454, 0.4522, 0.4795, 0.5085, 0.5507, 0.6421, 0.7366), 0.0631),),
+    'corner_dark': (('low', (0.5476, 0.5706, 0.6125, 0.6469, 0.6927, 0.7892, 0.8884), 0.0993),),
+    'other_objects': (('high', (11.0, 8.0, 7.0, 4.0, 3.0, 2.0, 1.0), 7.0),),
+    'head_contrast': (('low', (0.0863, 0.1255, 0.1529, 0.1922, 0.2157, 0.2431, 0.2667), 0.1059),),
+    'surround_spread': (('high', (0.3529, 0.2941, 0.1725, 0.102, 0.0549, 0.0392, 0.0235), 0.251),),
+    'head_fraction': (('low', (0.039, 0.0564, 0.0747, 0.1088, 0.1649, 0.2761, 0.344), 0.0698), ('high', (1.0, 1.0, 1.0, 0.8527, 0.8301, 0.7913, 0.7428), 0.1473),),
+    'head_extent': (('low', (0.3351, 0.4099, 0.5743, 0.6157, 0.6567, 0.6996, 0.7332), 0.2806), ('high', (1.0, 1.0, 1.0, 0.8914, 0.8782, 0.8581, 0.8405), 0.1086),),
+    'head_solidity': (('low', (0.4962, 0.5836, 0.7532, 0.8331, 0.8834, 0.9296, 0.9531), 0.3369),),
+    'head_offset': (('high', (0.2834, 0.2031, 0.1311, 0.1074, 0.0902, 0.0703, 0.0569), 0.1759),),
+    'head_ellipse_iou': (('low', (0.3318, 0.4774, 0.6798, 0.7583, 0.8185, 0.8742, 0.9009), 0.4265),),
+    'head_axis_ratio': (('low', (0.3806, 0.488, 0.5953, 0.6403, 0.6848, 0.7229, 0.7457), 0.2596),),
+    'dark_inside': (('high', (0.8188, 0.4237, 0.331, 0.1866, 0.1358, 0.0908, 0.0603), 0.6322),),
+    'level_gaps': (('high', (0.2687, 0.1295, 0.053, 0.0309, 0.0194, 0.0073, 0.0), 0.2378),),
+    'edge_density': (('low', (0.0152, 0.0235, 0.033, 0.0457, 0.0616, 0.0879, 0.1153), 0.0305), ('high', (0.8927, 0.8792, 0.8212, 0.7622, 0.6835, 0.5902, 0.5086), 0.1305),),
+    'noise_ratio': (('low', (0.4065, 0.4117, 0.4386, 0.4706, 0.4931, 0.5375, 0.5753), 0.0641), ('high', (1.5203, 1.477, 1.3694, 1.2786, 1.2121, 1.0639, 0.906), 0.2417),),
+    'core_spread': (('low', (0.0275, 0.0314, 0.0353, 0.0392, 0.0471, 0.0588, 0.0706), 0.0118), ('high', (0.7373, 0.6902, 0.6118, 0.5098, 0.4431, 0.3569, 0.298), 0.2275),),
+    'core_level': (('low', (0.1373, 0.1529, 0.1843, 0.2, 0.2235, 0.251, 0.2863), 0.0627), ('high', (0.9137, 0.8588, 0.8314, 0.7843, 0.7412, 0.6784, 0.5961), 0.1294),),
+    'bright_fraction': (('high', (0.5008, 0.4719, 0.3441, 0.2848, 0.24, 0.1788, 0.133), 0.216),),
+    'ring_width': (('high', (0.2893, 0.2848, 0.2764, 0.2574, 0.2039, 0.1456, 0.097), 0.0318),),
+    'inside_ring_level': (('high', (2.8069, 2.5712, 2.141, 1.8513, 1.5984, 1.3446, 1.132), 0.9556),),
+}

@@ -1,0 +1,175 @@
+"""core.input_check: known cases, metadata, odd inputs, and rejection rates on small real subsets.
+
+The non-MRI set (photos, documents, charts, screenshots, CT, ultrasound, noise, blank images...) comes
+from bench/bench_input_check.py, which draws it from images shipped inside installed packages and
+from drawings made in code. Real slices come from ../shared/data; those tests skip without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import crop_brain, read_scan
+from core.input_check import InputCheck, check_input
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+#: Real slices per source for the rate test (spread evenly over each source, both classes).
+PER_SOURCE = 40
+
+
+def _bench():
+    """bench/bench_input_check.py as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_input_check", REPO / "bench" / "bench_input_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _bench()
+
+
+@pytest.fixture(scope="module")
+def non_mri(bench):
+    """{name: (category, pixels)} of the whole non-MRI set."""
+    return {name: (category, pixels) for name, category, pixels in bench.non_mri_images()}
+
+
+def _check(pixels: np.ndarray, meta: dict | None = None) -> InputCheck:
+    return check_input(pixels, crop_brain(pixels), meta)
+
+
+def _real(relative: str) -> np.ndarray:
+    path = DATA / relative
+    if not path.is_file():
+        pytest.skip(f"real slice {relative} not found under {DATA} (the shared data sets live beside "
+                    "the repository; see README)")
+    return read_scan(path).pixels
+
+
+# --- known cases -------------------------------------------------------------------------------
+
+REJECTED = [
+    # (name in the non-MRI set, words the reason must contain)
+    ("skimage/astronaut.png", "colour"),
+    ("skimage/coffee.png", "colour"),
+    ("skimage/camera.png", "not a brain MRI slice"),
+    ("skimage/moon.png", "not a brain MRI slice"),
+    ("skimage/text.png", "not a brain MRI slice"),
+    ("skimage/phantom.png", "not a brain MRI slice"),
+    ("pydicom/MR_small.dcm", "not a brain MRI slice"),
+    ("generated/text-page-14px", "not a brain MRI slice"),
+    ("generated/text-page-dark", "not a brain MRI slice"),
+    ("generated/chart-line-default", ""),
+    ("generated/chart-grey heatmap-grayscale", "not a brain MRI slice"),
+    ("generated/screenshot-dark", "colour"),
+    ("generated/uniform-noise", "not a brain MRI slice"),
+    ("generated/gaussian-noise-40-25", "not a brain MRI slice"),
+    ("generated/black", "blank"),
+    ("generated/white", "blank"),
+    ("generated/nearly-black", ""),
+    ("generated/black-with-dot", "blank"),
+    ("generated/gradient-radial", "not a brain MRI slice"),
+    ("generated/flat-ellipse", "not a brain MRI slice"),
+]
+
+
+@pytest.mark.parametrize(("name", "words"), REJECTED, ids=[n for n, _ in REJECTED])
+def test_non_mri_image_is_rejected_with_a_reason(non_mri, name, words):
+    category, pixels = non_mri[name]
+    result = _check(pixels)
+    assert not result.ok, f"{name} ({category}) passed: {result.scores}"
+    assert result.reason and words in result.reason
+
+
+ACCEPTED = [
+    "br35h/yes/y0.jpg",  # axial T1 with contrast, tumour
+    "br35h/no/no1.jpg",
+    "mos/Testing/glioma/Te-gl_0010.jpg",
+    "mos/Testing/meningioma/Te-me_0599.jpg",  # sagittal
+    "mos/Testing/pituitary/Te-pi_0010.jpg",  # coronal
+    "lgg/yes/TCGA_CS_4941_19960909_11.png",  # FLAIR, mid volume
+    "lgg/no/TCGA_CS_4941_19960909_2.png",  # FLAIR, skull base
+    "lgg/no/TCGA_CS_4941_19960909_21.png",  # FLAIR, top of the head: little brain
+]
+
+
+@pytest.mark.parametrize("relative", ACCEPTED)
+def test_real_slice_is_accepted(relative):
+    result = _check(_real(relative))
+    assert result.ok, f"{relative} rejected: {result.reason} {result.scores}"
+    assert result.reason == ""
+
+
+def test_result_is_frozen_and_scores_are_floats():
+    pixels = np.zeros((64, 64), np.uint8)
+    result = _check(pixels)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.ok = True  # type: ignore[misc]
+    assert result.scores and all(isinstance(v, float) for v in result.scores.values())
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (40, 300), (300, 40, 3), (50, 50, 1), (60, 60, 4), (2000, 1500)])
+def test_odd_inputs_do_not_raise(shape):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    crop = crop_brain(pixels[..., :3] if pixels.ndim == 3 and pixels.shape[2] == 4 else pixels)
+    result = check_input(pixels, crop)
+    assert isinstance(result.ok, bool)
+
+
+def test_rejects_non_uint8():
+    with pytest.raises(ValueError, match="uint8"):
+        check_input(np.zeros((64, 64), np.float32), crop_brain(np.zeros((64, 64), np.uint8)))
+
+
+# --- metadata ------------------------------------------------------------------------------------
+
+METADATA = [
+    ({"modality": "CT"}, False, "CT"),
+    ({"Modality": "CR"}, False, "X-ray"),
+    ({"modality": "MR", "body_part": "CHEST"}, False, "chest"),
+    ({"modality": "MR", "BodyPartExamined": "KNEE"}, False, "knee"),
+]
+
+
+@pytest.mark.parametrize(("meta", "ok", "words"), METADATA)
+def test_metadata_rejects_other_modalities_and_body_parts(meta, ok, words):
+    result = _check(_real("br35h/yes/y0.jpg"), meta)
+    assert result.ok is ok
+    assert words in result.reason
+
+
+@pytest.mark.parametrize("meta", [{"modality": "MR", "body_part": "HEAD"}, {"modality": "MR"},
+                                  {"modality": "OT"}, {}, None])
+def test_metadata_that_allows_mr_leaves_it_to_the_pixels(meta):
+    assert _check(_real("br35h/yes/y0.jpg"), meta).ok
+
+
+# --- rates ---------------------------------------------------------------------------------------
+
+
+def test_rejects_at_least_99_percent_of_the_non_mri_set(bench, non_mri):
+    rows = bench.check_non_mri([(n, c, p) for n, (c, p) in non_mri.items()])
+    passed = [(name, category) for name, category, ok, _, _ in rows if ok]
+    assert len(rows) >= 100
+    assert len(passed) <= 0.01 * len(rows), f"passed: {passed}"
+
+
+def test_rejects_at_most_1_percent_of_real_slices(bench):
+    if not DATA.is_dir():
+        pytest.skip(f"shared data sets not found at {DATA} (they live beside the repository; see README)")
+    rows = bench.check_real(bench.real_files(per_source=PER_SOURCE))
+    rates = bench.rejection_rates(rows)
+    rejected = [(src, Path(path).name, reason) for src, path, ok, reason, _ in rows if not ok]
+    assert rates["all"][1] == PER_SOURCE * len(bench.REAL_SOURCES)
+    assert rates["all"][0] <= 0.01 * rates["all"][1], f"rejected: {rejected}"
+    for source in bench.REAL_SOURCES:
+        assert rates[source][0] <= 1, f"{source}: rejected {rejected}"
