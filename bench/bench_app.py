@@ -1,11 +1,14 @@
 """Benchmark the app through the real server and a headless browser. Prints figures; asserts nothing.
 
-    python bench/bench_app.py [--model-dir DIR] [--scans 100] [--latency-runs 5]
+    python bench/bench_app.py [--model-dir DIR] [--scans 100] [--latency-runs 5] [--sessions 10]
 
 1. Latency: time from handing one 512x512 JPEG to the page until its probability and
    three images are shown, after warm-up; plus the app's per-scan compute in-process
    (`app_support.analyse` + `explain_scan`, the calls the app makes) for comparison.
-2. Memory: the server's resident memory (VmRSS) while one browser session uploads,
+2. Load: `--sessions` browser sessions (default 10) each upload a different scan at once;
+   each must show its own probability (checked against `app_support.analyse` in-process);
+   p50/p95/max upload-to-result over the sessions and the server's memory are printed.
+3. Memory: the server's resident memory (VmRSS) while one browser session uploads,
    views and removes `--scans` different scans one after another, printed every 20.
 
 Model: --model-dir, else $BRAIN_MRI_MODEL_DIR, else the shipped model, else a temporary
@@ -91,6 +94,45 @@ def show(page, name: str, data: bytes) -> float:
     return time.perf_counter() - start
 
 
+def expected_texts(directory: Path, scans: dict[str, bytes]) -> dict[str, str]:
+    """The probability text each scan must show, computed in-process through the app's own calls."""
+    import app_support
+    from core.model import load_classifier
+
+    classifier = load_classifier(directory)
+    return {name: f"{app_support.analyse(classifier, data, name).probability:.1%}" for name, data in scans.items()}
+
+
+def concurrent_sessions(browser, url: str, scans: dict[str, bytes], expected: dict[str, str]) -> None:
+    """Open one session per scan, upload all at once, poll until each shows its result; print the figures."""
+    sessions = {name: open_page(browser, url, 600_000) for name in scans}
+    try:
+        started = {}
+        for name, (_, page) in sessions.items():
+            started[name] = time.perf_counter()
+            upload(page, name, scans[name])
+        done, wrong = {}, []
+        while len(done) < len(sessions):
+            for name, (_, page) in sessions.items():
+                value = page.locator('[class*="st-key-scan-"]').get_by_test_id("stMetricValue")
+                if name not in done and value.count():
+                    done[name] = time.perf_counter() - started[name]
+                    shown = value.first.inner_text().strip()
+                    if shown != expected[name] or any(other in page.inner_text("body")
+                                                      for other in scans if other != name):
+                        wrong.append(f"{name}: shows {shown}, expected {expected[name]}")
+            time.sleep(0.1)
+        times = sorted(done.values())
+        p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+        print(f"{len(sessions)} sessions at once, upload -> own result: p50 {statistics.median(times):.2f} s, "
+              f"p95 {p95:.2f} s, max {times[-1]:.2f} s; {len(sessions) - len(wrong)} of {len(sessions)} correct")
+        for line in wrong:
+            print(f"  WRONG: {line}")
+    finally:
+        for context, _ in sessions.values():
+            context.close()
+
+
 def remove_all(page) -> None:
     while page.get_by_test_id("stFileChipDeleteBtn").count():
         page.get_by_test_id("stFileChipDeleteBtn").first.locator("button").click()
@@ -103,6 +145,7 @@ def main() -> None:
     parser.add_argument("--model-dir")
     parser.add_argument("--scans", type=int, default=100)
     parser.add_argument("--latency-runs", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=10, help="browser sessions uploading at once")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -135,6 +178,9 @@ def main() -> None:
                     remove_all(page)
                 print(f"upload -> probability + 3 images in the browser, 512x512 JPEG, after warm-up: "
                       f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)}")
+                load = {f"s{i:02d}.jpg": jpeg_512(files[(i + 1) % len(files)]) for i in range(args.sessions)}
+                concurrent_sessions(browser, url, load, expected_texts(directory, load))
+                print(f"server RSS after the concurrent sessions: {rss_mb(server.pid):.0f} MB")
 
                 print(f"memory: server RSS while one session views {args.scans} scans one after another")
                 start = time.perf_counter()

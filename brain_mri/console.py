@@ -2,10 +2,13 @@
 
     brain-mri app [STREAMLIT FLAGS]     serve the app (http://localhost:8501)
     brain-mri predict PATH...           = python -m core predict
+    brain-mri explain-eval ...          = python -m core explain-eval
     brain-mri train ...                 = python -m train
     brain-mri evaluate ...              = python -m train.evaluate
     brain-mri prepare ...               = python -m train.prepare
     brain-mri shards pack|unpack ...    = python -m train.shards
+    brain-mri crossval ...              = python -m train.crossval (leave-one-source-out)
+    brain-mri calibrate ...             = python -m train.calibrate
 
 Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
@@ -21,10 +24,13 @@ from typing import Sequence
 #: command -> (module, function taking argv); "app" is handled apart.
 COMMANDS = {
     "predict": ("core.cli", "main"),
+    "explain-eval": ("core.cli", "main"),
     "train": ("train.cli", "main"),
     "evaluate": ("train.evaluate", "main"),
     "prepare": ("train.prepare", "main"),
     "shards": ("train.shards", "main"),
+    "crossval": ("train.crossval", "main"),
+    "calibrate": ("train.calibrate", "main"),
 }
 
 
@@ -47,6 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {command!r}. Choose one of: app, {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     module, function = COMMANDS[command]
-    if command == "predict":
-        rest = ["predict", *rest]
+    if command in ("predict", "explain-eval"):
+        rest = [command, *rest]
     return getattr(importlib.import_module(module), function)(rest)

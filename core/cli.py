@@ -1,5 +1,6 @@
 """Command line: run the classifier over many scans.
 
+    python -m core explain-eval [--data DIR] [--masks DIR] [--methods M ...]   (see core.explain_eval)
     python -m core predict PATH [PATH ...] [--model DIR] [--csv OUT.csv] [--pdf OUT.pdf]
                            [--heatmaps DIR] [--method M] [--target T] [--batch-size N] [--no-tta]
                            [--series]
@@ -84,12 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "slice order, then a summary row per series")
     predict.add_argument("--pdf", metavar="FILE",
                          help=f"also write a PDF report, one page per scan (at most {MAX_PDF_SCANS} scans)")
+    from core import explain_eval
+
+    explain_eval.add_arguments(commands.add_parser(
+        "explain-eval", help="measure the explanation maps against LGG tumour outlines",
+        description=explain_eval.__doc__.split("\n\n")[0]))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "explain-eval":
+        from core import explain_eval
+
+        return explain_eval.run(args)
     try:
         return predict_command(args)
     except UsageError as error:

@@ -14,7 +14,8 @@ from brain_mri.server import SETTINGS, streamlit_command
 def test_help_lists_every_command(capsys):
     assert console.main([]) == 2
     text = capsys.readouterr().out
-    for command in ("app", "predict", "train", "evaluate", "prepare", "shards"):
+    for command in ("app", "predict", "explain-eval", "train", "evaluate", "prepare", "shards", "crossval",
+                    "calibrate"):
         assert f"brain-mri {command}" in text
 
 
@@ -26,7 +27,10 @@ def test_unknown_command_is_a_usage_error(capsys):
 @pytest.mark.parametrize("command, prog", [("predict", "python -m core"), ("train", "python -m train"),
                                            ("evaluate", "python -m train.evaluate"),
                                            ("prepare", "python -m train.prepare"),
-                                           ("shards", "python -m train.shards")])
+                                           ("shards", "python -m train.shards"),
+                                           ("explain-eval", "python -m core explain-eval"),
+                                           ("calibrate", "python -m train.calibrate"),
+                                           ("crossval", "python -m train.crossval")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:
         console.main([command, "--help"])
