@@ -3,7 +3,7 @@
     expand_upload(name, bytes) -> [(name, bytes), ...]    a .zip is unpacked in memory, anything else passes
     group_series(files) -> SeriesGroups                    DICOM slices by SeriesInstanceUID, in slice order
     analyse_series(classifier, series) -> SeriesAnalysis   every slice read, cropped and predicted in one batch
-    series_rows(classifier, files) -> Row, ...             the command line's CSV rows (slices + summary)
+    series_rows(classifier, files, row_type=Row) -> rows  the command line's CSV rows (slices + summary)
 
 Only the tags in ``SERIES_TAGS`` are parsed to group and order slices (pydicom
 ``specific_tags``), and decoding a slice parses only the display tags of
@@ -450,7 +450,7 @@ def read_for_series(paths: Iterable[str | os.PathLike]) -> tuple[list[File], lis
 
 
 def series_rows(classifier, files: Iterable[File], on_scan: Callable[[Any, SliceResult], None] | None = None,
-                failed: Iterable[tuple[str, str]] = (), *, row_type: Any = None, assess: Assess | None = None,
+                failed: Iterable[tuple[str, str]] = (), *, row_type: Any, assess: Assess | None = None,
                 check: Check | None = None) -> Iterator[Any]:
     """`python -m core predict --series`: CSV rows for files given as (name, bytes).
 
@@ -459,14 +459,12 @@ def series_rows(classifier, files: Iterable[File], on_scan: Callable[[Any, Slice
     above threshold)' and whose probability and label are the series maximum's.
     Single slices follow, one row each (SINGLES_BATCH at a time), then one
     error row per entry of `failed` (see read_for_series).
-    row_type: the CLI's row dataclass (default `core.cli.Row`); only the fields it has are filled
+    row_type: the CLI's row dataclass (`core.batch.Row`); only the fields it has are filled
         (path, status, probability, low, high, raw, label, threshold, box, fell_back, error).
     on_scan(row, result): called for every slice predicted, with its :class:`SliceResult` (scan,
         digest, index), e.g. to write its heatmap or collect a PDF page; it may set row.heatmap or row.error.
     assess, check: as in :func:`analyse_series`.
     """
-    if row_type is None:
-        from core.batch import Row as row_type
     groups = group_series(files)
     for series in groups.series:
         analysis = analyse_series(classifier, series, assess=assess, check=check)

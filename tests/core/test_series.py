@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import core.series
+from core.batch import Row
 from core.scanio import ScanError
 from core.series import (SERIES_TAGS, analyse_series, expand_upload, group_series, read_for_series,
                          safe_relative, series_pages, series_rows)
@@ -236,7 +237,7 @@ def test_series_rows_for_the_command_line(upload, tiny_classifier):
     files = upload[0]
     seen = []
     rows = list(series_rows(tiny_classifier, files, on_scan=lambda row, result: seen.append(result),
-                            failed=[("gone.dcm", "could not be opened")]))
+                            failed=[("gone.dcm", "could not be opened")], row_type=Row))
     summaries = [row for row in rows if row.path.startswith("series:")]
     assert len(summaries) == 2 and len(rows) == 6 + 3 + 2 + 2 + 1
     assert (rows[-1].path, rows[-1].error, rows[-1].probability) == ("gone.dcm", "could not be opened", None)
@@ -283,7 +284,7 @@ def test_series_rows_with_assessment_input_check_and_another_row_type(upload, ti
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(core.series, "prepare_scan", lambda data, size, name: checked.setdefault(name, original(
             data, size, name=name)))
-        rows = list(series_rows(tiny_classifier, files, assess=assess, check=check))
+        rows = list(series_rows(tiny_classifier, files, row_type=Row, assess=assess, check=check))
         old = list(series_rows(tiny_classifier, files, row_type=OldRow, assess=assess, check=check))
     by_path = {row.path: row for row in rows}
     assert (by_path[refused].status, by_path[refused].probability) == ("not_brain_mri", None)
