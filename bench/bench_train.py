@@ -8,7 +8,10 @@ Prints the implied time for one epoch of Br35H (3000 scans). Offline there are n
 the model is randomly initialised, which does not change the cost of a step. Run from the repo root:
 
     .venv/bin/python bench/bench_train.py [--steps 10] [--batch-size 100] [--image-size 224]
-        [--trainable-from conv4] [--workers 2] [--cache-dir DIR]
+        [--trainable-from conv4] [--workers 2] [--cache-dir DIR] [--appearance standard] [--normalise brain]
+
+--appearance and --normalise add train.appearance's appearance augmentation and per-scan
+normalisation after the recipe's augmentation, as `python -m train` does with the same options.
 """
 
 from __future__ import annotations
@@ -68,17 +71,23 @@ def main() -> None:
                         help="first trainable stage (default conv4, the recipe; conv1 trains everything)")
     parser.add_argument("--workers", type=int, default=2, help="augmentation threads and crop processes (default 2)")
     parser.add_argument("--cache-dir", type=Path, help="crop cache (default $BRAIN_MRI_CACHE or ~/.cache/brain-mri)")
+    parser.add_argument("--appearance", choices=("off", "standard"), default="off",
+                        help="appearance augmentation preset (default off, the recipe)")
+    parser.add_argument("--normalise", choices=("none", "brain"), default="none",
+                        help="per-scan normalisation inside the brain crop (default none, the recipe)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"Br35H not found at {DATA}: this benchmark needs the real scans (see ../shared/data/SOURCES.md).")
 
     import keras
 
-    from core.augment import recipe_augmentation, reference_histogram
     from core.model import build_model
+    from train.appearance import PRESETS
     from train.cache import crop_all
     from train.fit import compile_model
     from train.pipeline import TrainBatches
+    from train.run import augmentation
+    from train.settings import RunSettings
 
     count = min(EPOCH_SCANS, args.batch_size * (args.steps + 1))  # one warm-up step + the timed steps
     paths, labels = br35h_paths(count)
@@ -87,12 +96,14 @@ def main() -> None:
     crops = np.stack([e.crop for e in entries if e.error is None])
     labels = labels[[e.error is None for e in entries]]
     crop_seconds = time.perf_counter() - started
-    augment = recipe_augmentation(reference_histogram(crops[:500]))  # recipe defaults: every step on
+    settings = RunSettings(appearance=PRESETS[args.appearance], normalise=args.normalise, image_size=args.image_size)
+    augment = augmentation(crops, settings)  # recipe defaults: every step on, then the options asked for
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores visible; "
           f"weights: none (random init, offline; same cost per step as ImageNet)")
     print(f"data: {len(crops)} real Br35H crops at {args.image_size} px (crop_all incl. cache: {crop_seconds:.1f} s); "
-          f"batch {args.batch_size}, trainable from {args.trainable_from}, full recipe augmentation, "
-          f"{args.workers} augmentation threads")
+          f"batch {args.batch_size}, trainable from {args.trainable_from}, full recipe augmentation"
+          f"{', appearance ' + args.appearance if args.appearance != 'off' else ''}"
+          f"{', normalise ' + args.normalise if args.normalise != 'none' else ''}, {args.workers} augmentation threads")
 
     batches = TrainBatches(crops, labels, args.batch_size, augment, seed=0, workers=args.workers)
     time_pipeline(batches, args.batch_size, args.workers)

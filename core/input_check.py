@@ -1,30 +1,36 @@
 """Decide whether an image looks like a 2D brain MR slice, before any prediction.
 
-:func:`check_input` measures a few plain features of the scan and of its brain crop and returns an
+:func:`check_input` measures plain features of the scan and of its brain crop and returns an
 :class:`InputCheck`: ``ok``, a ``reason`` in plain words when not ok, and every measured ``score``.
 
-Method (one-class: the accepted region is fitted on real slices only, so it does not depend on
-which non-MRI images were at hand):
+Method, in order (the first that rejects gives the reason):
 
-1. Metadata, when the reader gives it (DICOM): a modality other than MR, or a body part other
-   than the head or brain, is rejected. Never required: most uploads are JPEG or PNG.
-2. Hard rules with a wide margin from every real slice: colour (MR slices are grey: at most 4 %
-   of a real slice's pixels are coloured, the limit is 10 %); blank (no grey range, or one level
-   covering nearly all pixels); no head-sized object on a darker background; a CT bone ring
-   (thick, closed, bright ring around brain of nearly the same brightness just inside it, with
-   no dark bony band, which MR shows between scalp and brain).
-3. Atypicality: each shape, surround and texture feature is scored by how far it lies in the tail
-   of its distribution over 10,343 real slices (br35h, nav, mos, lgg; :data:`TAILS`, fitted by
-   ``bench/bench_input_check.py --fit``). A feature adds ``-log10(tail probability) - 1`` when its
-   tail probability is below 10 %, so an image must be unusual in several respects, or extremely
-   unusual in one, to pass :data:`MAX_ATYPICALITY`. The reason names the features that added most.
+1. Metadata, when the reader gives it (DICOM): a modality other than MR (or a secondary capture),
+   or a body part other than the head, is rejected. Never required: most uploads are JPEG or PNG.
+2. Hard rules, each far outside every real slice: colour (more than 10 % of pixels coloured; real
+   slices: at most 4 %); blank (no grey range, or one level over 97 % of the image); nothing
+   head-sized (at least 1 % of the image) standing out from the background; a CT bone ring (a
+   thick, closed, bright ring with brain as bright as the core right inside it; MR shows the dark
+   skull there instead, between scalp fat and brain).
+3. Evidence: each feature is turned into a tail score, how far it lies in the tail of its
+   distribution over the 10,343 real slices (br35h, nav, mos, lgg; :data:`TAILS`): 0 up to the
+   10 % tail, +1 per decade beyond. The scores are weighted (:data:`WEIGHTS`, non-negative logistic
+   regression against non-MRI images, each weight between 0.1 and 1 so that no single feature
+   decides and every unusual one counts a little) and summed; above
+   :data:`MAX_EVIDENCE` (the real slices' 99th percentile) the image is rejected and the reason
+   names the one or two features that added most. All three tables are fitted by
+   ``bench/bench_input_check.py --fit``; validated by holding out whole categories of non-MRI
+   images (the held-out category is rejected as often as when it is in the fit).
 
-Features are measured on the grey image shrunk to at most 256 px and stretched to its own 0.5-99.5
-percentiles, so a dim but real slice (top of the head) is judged by its shape, not its brightness.
-The head is the largest bright region above a triangle threshold (background is the dominant dark
-histogram peak in MR); its shape (fill, solidity, fit to an ellipse), its surround (dark edges and
-corners, contrast to the outside), its inside (edge density, noise, spread of grey levels, few-level
-graphics) and the crop from :func:`core.crop_brain` (how much of the scan it keeps) are scored.
+Features are measured on the grey image shrunk to at most 256 px and stretched to its own
+0.5-99.5 percentiles, so a dim but real slice (top of the head) is judged by its shape, not its
+brightness. The head is the largest region above a triangle threshold (MR background is the
+dominant dark histogram peak), holes filled. Measured: its surround (dark edges and corners,
+background level, contrast to the outside, other objects), shape (size, fill of its box, solidity,
+fit to an ellipse, aspect, thickness, offset), inside (edge density, noise vs smoothness, flat
+fills, unused grey levels, spread and level of the core, bright fraction, bone-ring profile) and
+the crop from :func:`core.crop_brain`. Slices whose raw contrast is below 20 grey levels (where
+the crop gives up) are judged the same way, and called nearly blank when rejected.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ CT_RING_ENCLOSURE = 0.5
 CT_RING_WIDTH = 0.06
 #: ...with brain just inside it at least this bright relative to the core (MR: dark skull)...
 CT_INSIDE_LEVEL = 1.0
-#: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is darker).
+#: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is
+#: darker), nearly uniform (interquartile range at most CT_CORE_SPREAD of [0, 255]).
 CT_CORE_LEVEL = 0.23
+CT_CORE_SPREAD = 0.175
 #: DICOM modalities left to the pixel checks (MR, and secondary captures, which may hold an MR
 #: picture); any other modality is rejected. Body-part words accepted when the file names one.
 PIXEL_CHECK_MODALITIES = frozenset({"MR", "OT", "SC"})
@@ -351,17 +359,20 @@ def _inside_features(grey: np.ndarray, head: Head) -> dict[str, float]:
 
     dark_inside: share of the head below the threshold (lungs or bowel gas in a body scan);
     head_thickness: deepest point / radius (a filled ellipse: about 0.8-1; text lines, combs: low);
-    level_gaps: share of the raw grey levels between the head's 1st and 99th percentiles that
-    are (nearly) unused (drawings, masks, posterised graphics; a dim slice uses all its few levels);
+    level_gaps: share of the raw grey levels between the 1st and 99th percentiles of the head's
+    tissue (above the threshold: a zeroed background, as in skull-stripped slices, is left out) in runs
+    of 3+ levels no pixel uses (drawings, masks, posterised graphics; a dim slice uses all its few
+    levels, a contrast stretch leaves only short runs);
     in the core (pixels deeper than a quarter of the radius): edge_density (share with a strong
     gradient), noise_ratio (mean |Laplacian| / mean |gradient|: high for noise, low for smooth
     ramps), core_spread and core_level (interquartile range and median, fractions of [0, 255]).
     """
     inside = head.mask > 0
     blurred = cv2.GaussianBlur(head.image, (5, 5), 0)
+    tissue = inside & (head.image > head.threshold)  # not the background filled in with the holes
     features = {"dark_inside": float(np.mean(blurred[inside] <= head.threshold)),
                 "head_thickness": float(head.distance.max()) / max(head.radius, 1.0),
-                "level_gaps": _level_gaps(grey[inside])}
+                "level_gaps": _level_gaps(grey[tissue]) if np.any(tissue) else 0.0}
     core = head.distance > 0.25 * head.radius
     if np.count_nonzero(core) < 20:  # a thin shape (text lines, a ring): use all of it
         core = inside
@@ -395,14 +406,20 @@ def _flatness(grey: np.ndarray, core: np.ndarray) -> dict[str, float]:
 
 
 def _level_gaps(values: np.ndarray) -> float:
-    """Share [0, 1] of the grey levels between the 1st and 99th percentiles of uint8 `values`
-    that hold less than 0.02 % of them; 0 when that range is a single level."""
+    """Share [0, 1] of the grey levels between the 1st and 99th percentiles of uint8 `values` that
+    lie in runs of 3 or more levels no value uses; 0 when that range is a single level.
+
+    Runs, not single empty levels, so that a contrast stretch (which empties every second or third
+    level) does not count: drawings and masks leave long empty runs between their few levels.
+    """
     counts = np.bincount(values, minlength=256)
     low, high = _levels_at(counts, (0.01, 0.99))
     if high <= low:
         return 0.0
-    used = counts[low:high + 1]
-    return float(np.mean(used < 0.0002 * values.size))
+    empty = np.r_[0, (counts[low:high + 1] == 0).astype(np.int8), 0]
+    edges = np.flatnonzero(np.diff(empty))
+    lengths = edges[1::2] - edges[::2]
+    return float(lengths[lengths >= 3].sum()) / (high - low + 1)
 
 
 def _bone_ring_features(head: Head, core_level: float) -> dict[str, float]:
@@ -477,11 +494,12 @@ def rule_reason(scores: Mapping[str, float]) -> str:
 
 
 def _looks_like_ct(scores: Mapping[str, float]) -> bool:
-    """A closed, thick, bright ring with brain right inside it and a grey core: CT bone."""
+    """A closed, thick, bright ring with brain right inside it and a grey, uniform core: CT bone."""
     return (scores.get("ring_enclosure", 0.0) >= CT_RING_ENCLOSURE
             and scores.get("ring_width", 0.0) >= CT_RING_WIDTH
             and scores.get("inside_ring_level", 0.0) >= CT_INSIDE_LEVEL
-            and scores.get("core_level", 0.0) >= CT_CORE_LEVEL)
+            and scores.get("core_level", 0.0) >= CT_CORE_LEVEL
+            and scores.get("core_spread", 1.0) <= CT_CORE_SPREAD)
 
 
 def tail_scores(scores: Mapping[str, float], tails: Mapping[str, tuple] | None = None
@@ -532,7 +550,7 @@ def evidence_reason(evidence: Mapping[tuple[str, str], float], scores: Mapping[s
     return _NOT_MRI + "; ".join(words)
 
 
-_RING = "a bright ring like the skull bone in a CT scan"
+_RING = "an unusually thick bright rim around the head"
 _SHAPE = "the main object is not head-shaped"
 _PHRASES = {
     ("colour_fraction", "high"): "it has coloured areas; MRI slices are grey",
@@ -584,19 +602,57 @@ TAIL_FEATURES: dict[str, tuple[str, ...]] = {
     "core_spread": ("low", "high"), "core_level": ("low", "high"), "bright_fraction": ("high",),
     "ring_width": ("high",), "inside_ring_level": ("high",), "flat_fraction": ("high",),
     "smooth_fraction": ("high",), "background_level": ("high",), "edge_touch": ("high",),
-    "head_thickness": ("low",), "head_aspect": ("low", "high"),
+    "head_thickness": ("low",),
 }
+
+#: Weight of each (feature, side) tail score in the evidence against an MR slice, fitted by
+#: ``bench/bench_input_check.py --fit``: non-negative logistic regression of real slices against
+#: the non-MRI set and its grey, cropped and halved copies, each source group and each category
+#: weighing the same; every weight lies in [0.1, 1], so no single feature decides and any feature
+#: unusual for MR counts a little, even for kinds of image the fit never saw.
+WEIGHTS: dict[tuple[str, str], float] = {
+    ('colour_fraction', 'high'): 1.0,
+    ('mode_fraction', 'high'): 0.1,
+    ('crop_fraction', 'low'): 0.1,
+    ('border_dark', 'low'): 0.1,
+    ('corner_dark', 'low'): 0.211,
+    ('other_objects', 'high'): 0.959,
+    ('head_contrast', 'low'): 0.263,
+    ('surround_spread', 'high'): 0.1,
+    ('head_fraction', 'low'): 0.1,
+    ('head_fraction', 'high'): 0.118,
+    ('head_extent', 'low'): 0.1,
+    ('head_extent', 'high'): 0.1,
+    ('head_solidity', 'low'): 0.1,
+    ('head_offset', 'high'): 0.1,
+    ('head_ellipse_iou', 'low'): 0.599,
+    ('head_axis_ratio', 'low'): 1.0,
+    ('dark_inside', 'high'): 0.1,
+    ('level_gaps', 'high'): 0.577,
+    ('edge_density', 'low'): 1.0,
+    ('edge_density', 'high'): 0.1,
+    ('noise_ratio', 'low'): 1.0,
+    ('noise_ratio', 'high'): 0.1,
+    ('core_spread', 'low'): 0.1,
+    ('core_spread', 'high'): 0.1,
+    ('core_level', 'low'): 0.519,
+    ('core_level', 'high'): 0.313,
+    ('bright_fraction', 'high'): 0.566,
+    ('ring_width', 'high'): 1.0,
+    ('inside_ring_level', 'high'): 0.1,
+    ('flat_fraction', 'high'): 0.636,
+    ('smooth_fraction', 'high'): 0.867,
+    ('background_level', 'high'): 1.0,
+    ('edge_touch', 'high'): 0.272,
+    ('head_thickness', 'low'): 1.0,
+}
+#: Reject when the weighted evidence exceeds this: the 99th percentile of the real slices'
+#: evidence in the source group (br35h+nav, mos, lgg) where it is highest.
+MAX_EVIDENCE = 5.261
 
 #: Per feature: (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
 #: fitted on the real slices by ``bench/bench_input_check.py --fit`` (each of br35h+nav, mos, lgg
 #: weighted equally; slices with a raw contrast below LOW_SIGNAL_CONTRAST left out).
-#: Weight of each (feature, side) tail score in the evidence against an MR slice, fitted by
-#: ``bench/bench_input_check.py --fit`` (non-negative logistic regression, every weight >= 0.2).
-WEIGHTS: dict[tuple[str, str], float] = {}
-#: Reject when the weighted evidence exceeds this (fitted: 99.6th percentile of the real slices'
-#: evidence in the source group where it is highest).
-MAX_EVIDENCE = 10.0
-
 TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {
     'colour_fraction': (('high', (0.0368, 0.0292, 0.0012, 0.0, 0.0, 0.0, 0.0), 0.0368),),
     'mode_fraction': (('high', (0.7994, 0.7424, 0.67, 0.6232, 0.5615, 0.4648, 0.3758), 0.1762),),
@@ -613,12 +669,17 @@ TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {
     'head_ellipse_iou': (('low', (0.3318, 0.4774, 0.6798, 0.7583, 0.8185, 0.8742, 0.9009), 0.4265),),
     'head_axis_ratio': (('low', (0.3806, 0.488, 0.5953, 0.6403, 0.6848, 0.7229, 0.7457), 0.2596),),
     'dark_inside': (('high', (0.8188, 0.4237, 0.331, 0.1866, 0.1358, 0.0908, 0.0603), 0.6322),),
-    'level_gaps': (('high', (0.2687, 0.1295, 0.053, 0.0309, 0.0194, 0.0073, 0.0), 0.2378),),
-    'edge_density': (('low', (0.0152, 0.0235, 0.033, 0.0457, 0.0616, 0.0879, 0.1153), 0.0305), ('high', (0.8927, 0.8792, 0.8212, 0.7622, 0.6835, 0.5902, 0.5086), 0.1305),),
-    'noise_ratio': (('low', (0.4065, 0.4117, 0.4386, 0.4706, 0.4931, 0.5375, 0.5753), 0.0641), ('high', (1.5203, 1.477, 1.3694, 1.2786, 1.2121, 1.0639, 0.906), 0.2417),),
+    'level_gaps': (('high', (0.0806, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0806),),
+    'edge_density': (('low', (0.0152, 0.0235, 0.033, 0.0457, 0.0616, 0.0879, 0.1153), 0.0305), ('high', (0.8927, 0.8792, 0.8212, 0.7622, 0.6862, 0.5915, 0.5088), 0.1305),),
+    'noise_ratio': (('low', (0.4065, 0.4112, 0.4386, 0.4697, 0.492, 0.5374, 0.5751), 0.0632), ('high', (1.5203, 1.477, 1.3694, 1.2786, 1.2121, 1.0639, 0.906), 0.2417),),
     'core_spread': (('low', (0.0275, 0.0314, 0.0353, 0.0392, 0.0471, 0.0588, 0.0706), 0.0118), ('high', (0.7373, 0.6902, 0.6118, 0.5098, 0.4431, 0.3569, 0.298), 0.2275),),
-    'core_level': (('low', (0.1373, 0.1529, 0.1843, 0.2, 0.2235, 0.251, 0.2863), 0.0627), ('high', (0.9137, 0.8588, 0.8314, 0.7843, 0.7412, 0.6784, 0.5961), 0.1294),),
+    'core_level': (('low', (0.1373, 0.1529, 0.1843, 0.2, 0.2235, 0.251, 0.2863), 0.0627), ('high', (0.9137, 0.8745, 0.8353, 0.7843, 0.7412, 0.6784, 0.5961), 0.1294),),
     'bright_fraction': (('high', (0.5008, 0.4719, 0.3441, 0.2848, 0.24, 0.1788, 0.133), 0.216),),
-    'ring_width': (('high', (0.2893, 0.2848, 0.2764, 0.2574, 0.2039, 0.1456, 0.097), 0.0318),),
+    'ring_width': (('high', (0.2893, 0.2848, 0.2764, 0.2565, 0.2043, 0.1463, 0.097), 0.0328),),
     'inside_ring_level': (('high', (2.8069, 2.5712, 2.141, 1.8513, 1.5984, 1.3446, 1.132), 0.9556),),
+    'flat_fraction': (('high', (0.298, 0.1929, 0.1189, 0.0959, 0.0652, 0.0339, 0.0184), 0.202),),
+    'smooth_fraction': (('high', (0.219, 0.1637, 0.1213, 0.0986, 0.0809, 0.0611, 0.0499), 0.1204),),
+    'background_level': (('high', (0.4863, 0.4118, 0.2745, 0.1608, 0.102, 0.0549, 0.0392), 0.3255),),
+    'edge_touch': (('high', (1.0, 1.0, 1.0, 0.5649, 0.3411, 0.202, 0.15), 0.4351),),
+    'head_thickness': (('low', (0.3756, 0.4612, 0.5521, 0.6251, 0.6898, 0.7598, 0.7943), 0.2495),),
 }

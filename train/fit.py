@@ -170,6 +170,8 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
         with placement.scope():
             model = build_model(weights=settings.weights_for_build, trainable_from=settings.trainable_from,
                                 input_size=settings.image_size)
+            if settings.bn_momentum is not None:
+                set_bn_momentum(model, settings.bn_momentum)
             compile_model(model, settings.optimisation.lr, settings.optimisation.label_smoothing)
     stopping = ResumableEarlyStopping(state=stopping_state, best_weights=best_weights, monitor=MONITOR,
                                       mode="max", patience=settings.optimisation.patience, restore_best_weights=True)
@@ -188,6 +190,19 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
     model.fit(train_batches, validation_data=val_batches, epochs=settings.optimisation.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=2)
     return model, history
+
+
+def set_bn_momentum(model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer (nested models too), before
+    compiling; returns how many layers were changed. The saved model keeps it in its config."""
+    changed, stack = 0, list(model.layers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+            changed += 1
+    return changed
 
 
 def _stopped_early(stopping_state: dict | None, patience: int) -> bool:

@@ -113,3 +113,6 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
         gen.add_argument(f"--appearance-{name}", type=kind, metavar="X", help=f"{text} (default: the preset's)")
     gen.add_argument("--normalise", choices=NORMALISATIONS, default="none",
                      help="per-scan intensity normalisation inside the brain crop (training and evaluation)")
+    gen.add_argument("--bn-momentum", type=float, metavar="M",
+                     help="BatchNormalization moving-average momentum (default: the model's, 0.99); 0.9 lets "
+                          "short runs from random initialisation validate with settled statistics")

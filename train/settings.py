@@ -39,12 +39,15 @@ class RunSettings:
     balance: str = "none"
     appearance: Appearance = OFF
     normalise: str = "none"
+    bn_momentum: float | None = None
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCES:
             raise ValueError(f"balance must be one of {', '.join(BALANCES)}. Received: {self.balance!r}")
         if self.normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}. Received: {self.normalise!r}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be between 0 and 1. Received: {self.bn_momentum!r}")
         if not self.trainable_from:
             object.__setattr__(self, "trainable_from", default_trainable_from(self.pretrained))
 
@@ -73,7 +76,8 @@ class RunSettings:
                 **dataclasses.asdict(self.optimisation), **dataclasses.asdict(self.augmentation),
                 "brightness": list(self.augmentation.brightness), "seed": self.seed,
                 "near_threshold": self.near_threshold, "data": self.data, "balance": self.balance,
-                **{f"appearance_{k}": v for k, v in self.appearance.to_dict().items()}, "normalise": self.normalise}
+                **{f"appearance_{k}": v for k, v in self.appearance.to_dict().items()}, "normalise": self.normalise,
+                "bn_momentum": self.bn_momentum}
 
     def recipe(self) -> dict[str, Any]:
         """The card's `recipe` entry: every setting except the seed and the data."""
@@ -105,7 +109,7 @@ def augmentation_of(args) -> Augmentation:
 
 
 def generalisation_of(args) -> dict[str, Any]:
-    """balance, appearance and normalise from parsed arguments (train.options.add_generalisation_arguments).
+    """balance, appearance, normalise and bn_momentum from parsed arguments (train.options.add_generalisation_arguments).
 
     --appearance names a preset (train.appearance.PRESETS); each --appearance-* option that is given
     overrides one of its entries. Parsers without these options give the recipe's defaults.
@@ -116,4 +120,5 @@ def generalisation_of(args) -> dict[str, Any]:
     return {"balance": getattr(args, "balance", None) or "none",
             "appearance": dataclasses.replace(preset, **{k: tuple(v) if isinstance(v, list) else v
                                                          for k, v in overrides.items()}),
-            "normalise": getattr(args, "normalise", None) or "none"}
+            "normalise": getattr(args, "normalise", None) or "none",
+            "bn_momentum": getattr(args, "bn_momentum", None)}

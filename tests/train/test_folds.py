@@ -111,13 +111,14 @@ def test_fold_errors(pool):
 
 
 def test_prepare_val_split_keeps_lgg_patients_on_one_side(shared_data, tmp_path, crop_cache):
-    lgg = make_lgg_subset(shared_data, tmp_path / "lgg", patients=6, per_class=3)
-    prepared = prepare([lgg], val_split=0.3, size=SIZE, cache_dir=crop_cache, log=lambda *_: None)
+    lgg = make_lgg_subset(shared_data, tmp_path / "lgg", patients=8, per_class=3)
+    prepared = prepare([lgg], val_split=0.5, size=SIZE, cache_dir=crop_cache, log=lambda *_: None)
     samples = {str(s.path): s.patient for s in discover(lgg)}
     train = {samples[p] for p, s in zip(prepared.path, prepared.split) if s == "train"}
     val = {samples[p] for p, s in zip(prepared.path, prepared.split) if s == "val"}
     assert train and val and not train & val
-    assert "each of 6 patients on one side" in prepared.report["validation"]
+    assert len(train) == len(val) == 4  # half of each class: four whole patients
+    assert "each of 8 patients on one side" in prepared.report["validation"]
 
 
 def test_read_patients(tmp_path):
