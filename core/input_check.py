@@ -71,10 +71,8 @@ CT_RING_ENCLOSURE = 0.5
 CT_RING_WIDTH = 0.06
 #: ...with brain just inside it at least this bright relative to the core (MR: dark skull)...
 CT_INSIDE_LEVEL = 1.0
-#: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is
-#: darker), nearly uniform (interquartile range at most CT_CORE_SPREAD of [0, 255]).
+#: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is darker).
 CT_CORE_LEVEL = 0.23
-CT_CORE_SPREAD = 0.175
 #: DICOM modalities left to the pixel checks (MR, and secondary captures, which may hold an MR
 #: picture); any other modality is rejected. Body-part words accepted when the file names one.
 PIXEL_CHECK_MODALITIES = frozenset({"MR", "OT", "SC"})
@@ -470,7 +468,7 @@ def _shell_means(image: np.ndarray, head: Head) -> np.ndarray:
     return (sums[valid] / counts[valid]).astype(np.float64)
 
 
-# --- rules and atypicality -----------------------------------------------------------------------
+# --- rules and evidence --------------------------------------------------------------------------
 
 _NOT_MRI = "not a brain MRI slice: "
 
@@ -494,12 +492,11 @@ def rule_reason(scores: Mapping[str, float]) -> str:
 
 
 def _looks_like_ct(scores: Mapping[str, float]) -> bool:
-    """A closed, thick, bright ring with brain right inside it and a grey, uniform core: CT bone."""
+    """A closed, thick, bright ring with brain right inside it and a grey core: CT bone."""
     return (scores.get("ring_enclosure", 0.0) >= CT_RING_ENCLOSURE
             and scores.get("ring_width", 0.0) >= CT_RING_WIDTH
             and scores.get("inside_ring_level", 0.0) >= CT_INSIDE_LEVEL
-            and scores.get("core_level", 0.0) >= CT_CORE_LEVEL
-            and scores.get("core_spread", 1.0) <= CT_CORE_SPREAD)
+            and scores.get("core_level", 0.0) >= CT_CORE_LEVEL)
 
 
 def tail_scores(scores: Mapping[str, float], tails: Mapping[str, tuple] | None = None
@@ -591,7 +588,7 @@ _PHRASES = {
     ("inside_ring_level", "high"): _RING,
 }
 
-#: The features scored for atypicality and which tails of each count (low and/or high values).
+#: The features scored for evidence and which tails of each count (low and/or high values).
 TAIL_FEATURES: dict[str, tuple[str, ...]] = {
     "colour_fraction": ("high",), "mode_fraction": ("high",), "crop_fraction": ("low",),
     "border_dark": ("low",), "corner_dark": ("low",), "other_objects": ("high",),
