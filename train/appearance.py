@@ -8,14 +8,14 @@ takes its settings in ``__init__`` and its data in ``__call__(image, rng)``: ``i
 uint8 array of the same shape and never modifies its input.
 
     gamma         x -> 255 (x / 255) ** g, g drawn from [low, high]
+    bias_field    multiply by a smooth random field within 1 +- bias_field (coil non-uniformity)
     contrast      x -> m + c (x - m) about the image's mean m, c drawn from [low, high]
     blur/sharpen  Gaussian blur (sigma up to `blur`) or unsharp masking (amount up to `sharpen`), one of them
     resample      shrink by a factor drawn from [resample, 1], then back (lost resolution)
     noise         additive Gaussian noise, standard deviation up to `noise` grey levels
-    bias_field    multiply by a smooth random field within 1 +- bias_field (coil non-uniformity)
     jpeg          re-encode as JPEG at a quality drawn from [jpeg, 95]
 
-Each enabled step runs with probability `p`. :data:`OFF` (every step disabled) is the default: the
+Each enabled step runs with probability `p`, in this order. :data:`OFF` (every step disabled) is the default: the
 published recipe has no appearance augmentation. :data:`STANDARD` is the preset the CLI's
 ``--appearance standard`` selects.
 
@@ -114,8 +114,10 @@ PRESETS = {"off": OFF, "standard": STANDARD}
 # --------------------------------------------------------------------------- the steps (float32 HxW[xC])
 
 
-def _gamma(x: np.ndarray, g: float) -> np.ndarray:
-    return 255.0 * np.power(x / 255.0, g)
+def _gamma(image: np.ndarray, g: float) -> np.ndarray:
+    """uint8 -> uint8 through a 256-entry table: 255 (x / 255) ** g."""
+    lut = np.clip(np.rint(255.0 * np.power(np.arange(256) / 255.0, g)), 0, 255).astype(np.uint8)
+    return cv2.LUT(image, lut)
 
 
 def _contrast(x: np.ndarray, c: float) -> np.ndarray:
@@ -169,12 +171,11 @@ class RandomAppearance:
         def chosen(step) -> bool:  # an enabled step runs with probability p (rng local: thread-safe)
             return bool(step) and rng.random() < s.p
 
-        x = image.astype(np.float32)
+        out = _gamma(image, float(rng.uniform(*s.gamma))) if chosen(s.gamma != (1.0, 1.0)) else image
+        x = out.astype(np.float32)
         if chosen(s.bias_field):
             field = _bias_field(x.shape, s.bias_field, rng)
             x = x * (field if x.ndim == 2 else field[..., None])
-        if chosen(s.gamma != (1.0, 1.0)):
-            x = _gamma(np.clip(x, 0, 255), float(rng.uniform(*s.gamma)))
         if chosen(s.contrast != (1.0, 1.0)):
             x = _contrast(x, float(rng.uniform(*s.contrast)))
         if chosen(s.blur or s.sharpen):
@@ -182,7 +183,7 @@ class RandomAppearance:
         if chosen(s.resample < 1.0):
             x = _resample(x, float(rng.uniform(s.resample, 1.0)))
         if chosen(s.noise):
-            x = x + rng.normal(0.0, float(rng.uniform(0.0, s.noise)), x.shape).astype(np.float32)
+            x = x + float(rng.uniform(0.0, s.noise)) * rng.standard_normal(x.shape, dtype=np.float32)
         out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
         if chosen(s.jpeg):
             out = _jpeg(out, int(rng.integers(s.jpeg, 96)))
@@ -195,24 +196,35 @@ class RandomAppearance:
 # --------------------------------------------------------------------------- normalisation
 
 
+def _level_at(counts: np.ndarray, fraction: float) -> int:
+    """The lowest grey level at which the cumulative share of `counts` (256,) reaches `fraction`."""
+    cumulative = np.cumsum(counts)
+    return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
+
+
 def normalise_brain(image: np.ndarray) -> np.ndarray:
     """Per-scan intensity normalisation inside the brain crop.
 
     image: uint8 HxW grey crop [0, 255] -> uint8 HxW. Tissue = pixels at or above max(MIN_TISSUE,
-    TISSUE_FRACTION x the crop's 99th percentile); its 1st and 99th percentiles are mapped linearly to
-    BRAIN_LOW and BRAIN_HIGH (clipped to [0, 255]); background pixels become 0. A crop without tissue
-    (blank) is returned unchanged (as a copy). Deterministic: the same crop always gives the same output.
+    TISSUE_FRACTION x the crop's 99th-percentile grey level); the tissue's 1st and 99th-percentile grey
+    levels (lowest levels reaching those shares) are mapped linearly to BRAIN_LOW and BRAIN_HIGH (clipped
+    to [0, 255]); background pixels become 0. A crop without tissue (blank) is returned unchanged (as a
+    copy). One 256-entry lookup table per crop; deterministic.
     """
     check_uint8(image, "crop", channels=())
-    tissue_level = max(MIN_TISSUE, TISSUE_FRACTION * float(np.percentile(image, 99)))
-    tissue = image >= tissue_level
+    counts = np.bincount(image.ravel(), minlength=256)
+    tissue_level = max(MIN_TISSUE, int(np.ceil(TISSUE_FRACTION * _level_at(counts, 0.99))))
+    tissue = counts.copy()
+    tissue[:tissue_level] = 0
     if tissue.sum() < 16:
         return image.copy()
-    low, high = np.percentile(image[tissue], [1, 99])
+    low, high = _level_at(tissue, 0.01), _level_at(tissue, 0.99)
     if high - low < 1:
         return image.copy()
-    scaled = BRAIN_LOW + (image.astype(np.float32) - low) * ((BRAIN_HIGH - BRAIN_LOW) / (high - low))
-    return np.where(tissue, np.clip(np.rint(scaled), 0, 255), 0).astype(np.uint8)
+    levels = np.arange(256, dtype=np.float32)
+    lut = np.clip(np.rint(BRAIN_LOW + (levels - low) * ((BRAIN_HIGH - BRAIN_LOW) / (high - low))), 0, 255)
+    lut[:tissue_level] = 0
+    return cv2.LUT(image, lut.astype(np.uint8))
 
 
 def normaliser(mode: str):

