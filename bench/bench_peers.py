@@ -244,10 +244,10 @@ def stored_outputs(paths: list[Path], model_file: Path, compute: Callable, folde
     print(f"  {reused} of {len(paths)} outputs reused from {store}", file=sys.stderr, flush=True)
     if missing:
         known.update(zip(missing, compute(list(missing.values()))))
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(f".{store.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, keys=np.array(list(known)), outputs=np.stack(list(known.values())).astype(np.float32))
-        os.replace(tmp, store)
+        from core.atomic import atomic_path
+
+        with atomic_path(store, suffix=".npz") as tmp:  # np.savez insists on the .npz suffix
+            np.savez(tmp, keys=np.array(list(known)), outputs=np.stack(list(known.values())).astype(np.float32))
     return np.stack([known[key] for key in keys])
 
 
@@ -428,17 +428,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def csv_text(rows: list[dict]) -> str:
     """The rows as CSV, one line per (set, model)."""
     buffer = io.StringIO()
@@ -541,6 +530,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    from core.atomic import write_atomic
+
     args = parse_args(argv)
     start = time.perf_counter()
     try:

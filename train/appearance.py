@@ -165,7 +165,8 @@ class RandomAppearance:
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         check_uint8(image, "image")
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"Expected a numpy.random.Generator (numpy.random.default_rng(seed)). Received: rng={rng!r}")
+            raise TypeError("Expected a numpy.random.Generator (numpy.random.default_rng(seed)). "
+                            f"Received: rng={rng!r}")
         s = self.settings
 
         def chosen(step) -> bool:  # an enabled step runs with probability p (rng local: thread-safe)

@@ -73,13 +73,15 @@ def parser():
     p.add_argument("--jpeg-quality", type=int, metavar="Q", help="with --export-folds: store crops as JPEG")
     sizes = p.add_argument_group("data sizes (default: the profile's)")
     sizes.add_argument("--image-size", type=int, help="input side in pixels")
-    sizes.add_argument("--cap", type=int, help="most scans per (source, class) cell of the training sources; 0 = all")
+    sizes.add_argument("--cap", type=int,
+                       help="most scans per (source, class) cell of the training sources; 0 = all")
     sizes.add_argument("--test-cap", type=int, help="most scans per class of the held-out source; 0 = all")
     sizes.add_argument("--val-split", type=float, help="fraction of the training scans held out for validation")
     opt = p.add_argument_group("optimisation (default: the profile's)")
     for f in dataclasses.fields(Optimisation):
         kind = str if f.name == "weights" else type(f.default)
-        opt.add_argument(f"--{f.name.replace('_', '-')}", type=kind, help=f"as in python -m train (default: the profile's)")
+        opt.add_argument(f"--{f.name.replace('_', '-')}", type=kind,
+                         help="as in python -m train (default: the profile's)")
     opt.add_argument("--trainable-from", choices=STAGES, help="first trainable stage (default: the recipe's rule)")
     add_augmentation_arguments(p)
     add_generalisation_arguments(p)
@@ -87,7 +89,8 @@ def parser():
     run = p.add_argument_group("running")
     run.add_argument("--seed", type=int, default=0, help="seed for caps, splits, initialisation and augmentation")
     run.add_argument("--workers", type=int, default=2, help="processes for cropping and threads for augmentation")
-    run.add_argument("--cache-dir", type=Path, help="crop cache (default: $BRAIN_MRI_CACHE or ~/.cache/brain-mri/crops)")
+    run.add_argument("--cache-dir", type=Path,
+                     help="crop cache (default: $BRAIN_MRI_CACHE or ~/.cache/brain-mri/crops)")
     run.add_argument("--cpu-replicas", type=int, default=1, help="TensorFlow only: split the CPU into replicas")
     run.add_argument("--checkpoint-every", type=int, help="checkpoint every N epochs (default: the profile's)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted cross-validation in --out")
@@ -274,6 +277,10 @@ def run(args, plan: dict, settings: RunSettings, log=print) -> dict:
     """Every fold (skipping those already finished when resuming), then the table; returns crossval.json's payload."""
     import json
 
+    names, make = _folds(args, plan, settings, log)
+    if args.export_folds:  # no model: the backend is never started
+        export(names, make, args.out, args.jpeg_quality, log)
+        return {}
     from train import distribute
 
     placement = distribute.place(args.cpu_replicas)
@@ -282,10 +289,6 @@ def run(args, plan: dict, settings: RunSettings, log=print) -> dict:
     except ValueError as error:
         raise DataError(str(error)) from error
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s).")
-    names, make = _folds(args, plan, settings, log)
-    if args.export_folds:
-        export(names, make, args.out, args.jpeg_quality, log)
-        return {}
     saved = args.out / "crossval_settings.json"
     if args.resume:
         changed = settings.differences(json.loads(saved.read_text())["settings"])
@@ -293,8 +296,9 @@ def run(args, plan: dict, settings: RunSettings, log=print) -> dict:
             raise DataError(f"--resume needs the interrupted run's settings; these differ: {', '.join(changed)}.")
     else:
         report.write_json(saved, {"settings": settings.to_dict(), "plan": plan, "held_out": names})
-    payload = {"title": describe(settings, args.profile), "command": " ".join(["python -m train.crossval"] + sys.argv[1:]),
-               "seed": settings.seed, "plan": plan, "settings": settings.to_dict(), "folds": []}
+    command = " ".join(["python -m train.crossval"] + sys.argv[1:])
+    payload = {"title": describe(settings, args.profile), "command": command, "seed": settings.seed,
+               "plan": plan, "settings": settings.to_dict(), "folds": []}
     for name in names:
         done = args.out / "folds" / name / "fold.json"
         if args.resume and done.is_file():
@@ -318,7 +322,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Continue with the same command plus --resume (results in {args.out}).", file=sys.stderr)
+        print(f"\nInterrupted. Continue with the same command plus --resume (results in {args.out}).",
+              file=sys.stderr)
         return 130
     if payload:
         print((args.out / "crossval.md").read_text(), end="")

@@ -2,7 +2,8 @@
 
 A data folder holds class folders (``yes/``, ``no/``, ``glioma/``...), at any
 depth. A file's class is the folder that directly contains it: negative names
-mean "no tumour" (0), every other class folder means "tumour" (1). The source of a file is the data folder it was found under.
+mean "no tumour" (0), every other class folder means "tumour" (1). The source of a file is the data
+folder it was found under.
 
 A data folder may hold a `manifest.csv` with `file` (path relative to the folder)
 and `patient` columns (the LGG set does): its scans then carry their patient, so

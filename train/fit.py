@@ -163,8 +163,9 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
         model, state, best_weights = _load_checkpoint(checkpoint_dir, placement)
         history, initial_epoch = state["history"], state["epochs_done"]
         stopping_state, plateau_state = state["stopping"], state["plateau"]
-        log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}: early stopping wait {stopping_state['wait']}, "
-            f"best {MONITOR} {stopping_state['best']} at epoch {stopping_state['best_epoch'] + 1}"
+        log(f"Resuming after epoch {initial_epoch} from {checkpoint_dir}: "
+            f"early stopping wait {stopping_state['wait']}, best {MONITOR} {stopping_state['best']} "
+            f"at epoch {stopping_state['best_epoch'] + 1}"
             f"{'' if best_weights is None else ' (its weights restored)'}.")
     else:
         with placement.scope():

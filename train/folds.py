@@ -21,6 +21,7 @@ and :func:`train.dataset.save_bundle` can write for another machine.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,14 +71,15 @@ def resolve_sources(data_root: Path, overrides: dict[str, list[str]] | None = No
     for name, folders in named.items():
         for folder in folders:
             if not Path(folder).is_dir():
-                raise DataError(f"The folder {folder!r} of source {name!r} does not exist. Check --data-root or --source.")
+                raise DataError(f"The folder {folder!r} of source {name!r} does not exist. "
+                                "Check --data-root or --source.")
     return {name: [Path(folder) for folder in folders] for name, folders in named.items()}
 
 
 def _discover(sources: dict[str, list[Path]], negative_classes) -> list:
     samples = []
     for name, folders in sources.items():
-        found = [s.__class__(s.path, s.label, s.class_name, name, s.patient) for s in discover_all(folders, negative_classes)]
+        found = [dataclasses.replace(s, source=name) for s in discover_all(folders, negative_classes)]
         check_two_classes(found, f"source {name!r}")
         samples += found
     return samples

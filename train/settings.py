@@ -109,7 +109,7 @@ def augmentation_of(args) -> Augmentation:
 
 
 def generalisation_of(args) -> dict[str, Any]:
-    """balance, appearance, normalise and bn_momentum from parsed arguments (train.options.add_generalisation_arguments).
+    """balance, appearance, normalise and bn_momentum from parsed arguments (add_generalisation_arguments).
 
     --appearance names a preset (train.appearance.PRESETS); each --appearance-* option that is given
     overrides one of its entries. Parsers without these options give the recipe's defaults.

@@ -541,4 +541,4 @@ def test_dicom_patient_tags_never_reach_meta_or_logs(caplog):
         assert leaked not in text
     assert SECRET not in caplog.text
     assert set(scan.meta) <= {"format", "size", "bits", "photometric", "transfer_syntax", "modality",
-                              "frames", "frame", "rescale", "window", "inverted", "bytes"}
+                              "frames", "frame", "rescale", "window", "inverted", "bytes", "body_part"}

@@ -99,7 +99,8 @@ def make_lgg_subset(shared_data: Path, root: Path, patients: int = 4, per_class:
     for row in rows:
         by_patient.setdefault(row["patient"], {}).setdefault(row["file"].split("/")[0], []).append(row)
     chosen = [p for p in sorted(by_patient) if all(len(by_patient[p].get(c, [])) >= per_class for c in ("yes", "no"))]
-    kept = [row for p in chosen[:patients] for c in ("yes", "no") for row in sorted(by_patient[p][c], key=lambda r: r["file"])[:per_class]]
+    kept = [row for p in chosen[:patients] for c in ("yes", "no")
+            for row in sorted(by_patient[p][c], key=lambda r: r["file"])[:per_class]]
     for row in kept:
         link_files([lgg / row["file"]], root / row["file"].split("/")[0])
     with open(root / "manifest.csv", "w", newline="") as handle:

@@ -24,8 +24,10 @@ def fake_fold(name: str, separation: float, seed: int, n=(40, 30)) -> dict:
     labels, probs = scores(*n)
     return {"held_out": name, "training_sources": ["x", "y"],
             "validation": {"labels": val_labels.tolist(), "probs": val_probs.tolist()},
-            "test": {"labels": labels.tolist(), "probs": probs.tolist(), "paths": [f"{name}/{i}.png" for i in range(len(labels))]},
-            "test_after_removal": {"tumour": 50, "no_tumour": 31}, "copies_removed": {"exact": 2, "near": 1, "attributed": 4},
+            "test": {"labels": labels.tolist(), "probs": probs.tolist(),
+                     "paths": [f"{name}/{i}.png" for i in range(len(labels))]},
+            "test_after_removal": {"tumour": 50, "no_tumour": 31},
+            "copies_removed": {"exact": 2, "near": 1, "attributed": 4},
             "epochs": 3}
 
 
@@ -61,7 +63,8 @@ def test_rows_follow_from_the_scores(folds):
 
 
 def test_written_table_reproduces_from_its_json(folds, tmp_path):
-    written = write_table(tmp_path, {"title": "test", "seed": 3, "folds": folds, "settings": {}, "bootstrap_rounds": 300})
+    written = write_table(tmp_path, {"title": "test", "seed": 3, "folds": folds, "settings": {},
+                                     "bootstrap_rounds": 300})
     assert sorted(p.name for p in written) == ["crossval.csv", "crossval.json", "crossval.md", "crossval.png",
                                                "crossval_roc.png"]
     payload = json.loads((tmp_path / "crossval.json").read_text())

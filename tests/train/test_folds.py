@@ -161,3 +161,19 @@ def test_lgg_manifest_covers_every_shared_slice(shared_data):
     assert len({s.patient for s in samples}) == 53
     with open(shared_data / "lgg" / "manifest.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 1783
+
+
+def test_export_folds_writes_one_bundle_per_fold(sources, crop_cache, tmp_path, capsys):
+    from train import crossval
+
+    out = tmp_path / "bundles"
+    args = ["--out", str(out), "--export-folds", "--image-size", str(SIZE), "--cap", "0", "--test-cap", "0",
+            "--val-split", "0.3", "--cache-dir", str(crop_cache),
+            *[f"--source={name}={path}" for name, path in sources.items()]]
+    assert crossval.main(args) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["br35h.npz", "lgg.npz", "mos.npz"]
+    for name in ("br35h", "mos", "lgg"):
+        fold = load_bundle(out / f"{name}.npz")
+        assert fold.report["held_out"] == name and set(fold.source[fold.split == "test"].tolist()) == {name}
+        assert fold.patient is not None and fold.crops.shape[1:] == (SIZE, SIZE)
+    assert "Wrote fold lgg to" in capsys.readouterr().out

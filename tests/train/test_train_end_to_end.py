@@ -235,8 +235,9 @@ def test_jax_run_resumes_and_finishes(runs):
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["epochs_done"] == 2
     classifier = load_classifier(run / "model")
-    assert classifier.card["versions"]["keras_backend"] == "jax"
-    assert "DataParallel over 2" in classifier.card["training_placement"]
+    card = classifier.card.to_dict()
+    assert card["versions"]["keras_backend"] == "jax"
+    assert "DataParallel over 2" in card["training_placement"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert all(r["auc"] is not None for r in metrics["results"].values())
     probs = classifier.predict_inputs(np.zeros((3, 32, 32, 3), np.float32))
