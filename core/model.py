@@ -253,6 +253,19 @@ def default_model_dir() -> Path:
     return Path.cwd() / "models" / DEFAULT_MODEL_DIR.name
 
 
+def _check_normalisation(card: ModelCard, directory: Path) -> None:
+    """Refuse a model trained with a per-scan normalisation (card input.normalise) that prediction does
+    not apply: its probabilities here would be computed on differently scaled inputs."""
+    normalise = card.input.get("normalise", "none")
+    if normalise != "none":
+        raise ValueError(
+            f"The model in {directory} was trained with per-scan normalisation '{normalise}' "
+            f"(--normalise {normalise}), which the app and `python -m core` do not apply yet, so its "
+            "probabilities here would be wrong. Use a model trained with --normalise none; "
+            "`python -m train.crossval` measures such variants, as it applies the normalisation itself."
+        )
+
+
 def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     """Load a trained classifier and its model card.
 
@@ -267,6 +280,7 @@ def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     if not (directory / CARD_FILE).is_file() or not (directory / MODEL_FILE).is_file():
         raise FileNotFoundError(_no_model_message(directory))
     card = read_card(directory)
+    _check_normalisation(card, directory)
     weights_path = directory / card.weights_file
     actual = sha256_of(weights_path)
     if actual != card.weights_sha256:

@@ -65,8 +65,10 @@ def build_card(name: str, settings: RunSettings, data_report: dict, threshold: f
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": "binary: tumour (1) / no tumour (0) on a 2D brain MRI slice",
         "architecture": "ResNet50 + GlobalMaxPooling2D, Dense 512 relu, BatchNorm, Dropout 0.5, Dense 1 sigmoid",
-        "input": {"size": settings.image_size, "channels": "grey repeated to 3",
-                  "preprocessing": "crop_brain -> prepare_crop -> ResNet50 caffe normalisation"},
+        "input": {"size": settings.image_size, "channels": "grey repeated to 3", "normalise": settings.normalise,
+                  "preprocessing": "crop_brain -> prepare_crop -> "
+                                   f"{'' if settings.normalise == 'none' else 'normalise_brain -> '}"
+                                   "ResNet50 caffe normalisation"},
         "initialisation": _initialisation(settings),
         "command": command or " ".join(["python -m train"] + sys.argv[1:]),
         "seed": settings.seed,

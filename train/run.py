@@ -146,7 +146,7 @@ def fit_prepared(prepared: Prepared, settings: RunSettings, run_dir: Path, place
         f"testing on {int(np.sum(prepared.split == 'test'))} (after de-duplication).")
     if settings.normalise != "none":
         log(f"Per-scan normalisation '{settings.normalise}' is applied in training and in this run's evaluation; "
-            "the app and `python -m core predict` do not apply it yet.")
+            "the app and `python -m core` do not apply it yet and refuse to load the saved model.")
     cells = _cells(prepared, settings)
     if cells is not None:
         log(f"Balanced batches: equal shares of {len(set(cells.tolist()))} (source, class) cells.")
@@ -174,8 +174,9 @@ def run(args, settings: RunSettings, log=print) -> None:
         distribute.check_batch_size(settings.optimisation.batch_size, placement.replicas)
     except ValueError as error:
         raise DataError(str(error)) from error
+    batch = settings.optimisation.batch_size
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s), "
-        f"global batch {settings.optimisation.batch_size} ({settings.optimisation.batch_size // placement.replicas} per replica).")
+        f"global batch {batch} ({batch // placement.replicas} per replica).")
     prepared = _data(args, settings, log)
     try:
         fit_prepared(prepared, settings, args.out, placement, resume=args.resume, workers=args.workers,

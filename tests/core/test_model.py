@@ -292,6 +292,16 @@ def test_bad_card_is_refused(tmp_path, card_text, named):
         load_classifier(directory)
 
 
+def test_model_trained_with_a_normalisation_prediction_lacks_is_refused(tmp_path):
+    card = {**CARD, "input": {"size": SIZE, "normalise": "brain"}}
+    directory = save_classifier(tiny_model(), card, tmp_path / "normalised")
+    with pytest.raises(ValueError, match="--normalise brain") as raised:
+        load_classifier(directory)
+    assert "--normalise none" in str(raised.value)
+    plain = save_classifier(tiny_model(), {**CARD, "input": {"size": SIZE, "normalise": "none"}}, tmp_path / "plain")
+    assert load_classifier(plain).input_size == SIZE
+
+
 def test_missing_directory_says_how_to_get_a_model(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as raised:
