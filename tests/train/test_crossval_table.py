@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -90,3 +91,19 @@ def test_single_class_test_set_gives_no_auc(folds):
     assert row["auc"] is None and row["auc_low"] is None and row["specificity"] is None
     result = table(folds, rounds=100)
     assert result["summary"]["folds"] == 3 and result["summary"]["worst_auc_source"] == "mos"
+
+
+#: The small-profile study committed with its per-scan scores (docs/crossval_small_profile.md).
+STUDY = Path(__file__).resolve().parents[2] / "docs" / "crossval_small"
+STUDY_VARIANTS = ("baseline", "appearance", "normalise")
+
+
+def test_committed_study_reproduces_from_its_scores_and_the_document_quotes_it():
+    document = (STUDY.parent / "crossval_small_profile.md").read_text()
+    for variant in STUDY_VARIANTS:
+        path = STUDY / variant / "crossval.json"
+        payload = json.loads(path.read_text())
+        assert recompute(path) == {"rows": payload["rows"], "summary": payload["summary"]}, variant
+        assert [row["held_out"] for row in payload["rows"]] == ["br35h", "mos", "lgg"]
+        assert (STUDY / variant / "crossval.md").read_text().strip() in document, variant
+        assert payload["command"] in document, variant
