@@ -544,7 +544,18 @@ def evidence_reason(evidence: Mapping[tuple[str, str], float], scores: Mapping[s
     words = list(dict.fromkeys(words)) or ["it does not look like any real slice measured"]
     if scores.get("contrast", 255.0) < LOW_SIGNAL_CONTRAST:
         return "the slice is nearly blank (almost no signal): " + "; ".join(words)
+    strongest = [key for key, value in ranked[:2] if value >= 1.0]
+    if strongest and set(strongest) <= _SLIVER_SHAPES:
+        return _SLIVER + "; ".join(words)
     return _NOT_MRI + "; ".join(words)
+
+
+# A head outline that is only too small, thin or elongated (every other feature ordinary) is what the
+# first and last slices of a volume look like: skull base, vertex or a registration sliver.
+_SLIVER_SHAPES = {("head_axis_ratio", "low"), ("head_thickness", "low"), ("head_fraction", "low"),
+                  ("head_ellipse_iou", "low")}
+_SLIVER = ("not a usable brain MRI slice: almost no brain in it (as in the first or last slices of a volume), "
+           "or not a head: ")
 
 
 _RING = "an unusually thick bright rim around the head"
