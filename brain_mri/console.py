@@ -9,6 +9,7 @@
     brain-mri shards pack|unpack ...    = python -m train.shards
     brain-mri crossval ...              = python -m train.crossval (leave-one-source-out)
     brain-mri calibrate ...             = python -m train.calibrate
+    brain-mri refit ...                 = python -m train.refit (head refit on a frozen backbone)
 
 Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
@@ -31,6 +32,7 @@ COMMANDS = {
     "shards": ("train.shards", "main"),
     "crossval": ("train.crossval", "main"),
     "calibrate": ("train.calibrate", "main"),
+    "refit": ("train.refit", "main"),
 }
 
 

@@ -23,16 +23,39 @@ def auc_with_interval(labels, probs, rounds: int = BOOTSTRAP_ROUNDS, seed: int =
     if len(set(labels.tolist())) < 2:
         return {"auc": None, "auc_ci95": None}
     rng = np.random.default_rng(seed)
+    resampled = _ResampledAuc(labels, probs)
     values = []
     for _ in range(rounds):
         pick = rng.integers(0, len(labels), len(labels))
         if labels[pick].min() != labels[pick].max():
-            values.append(skm.roc_auc_score(labels[pick], probs[pick]))
+            values.append(resampled.auc(pick))
     auc = float(skm.roc_auc_score(labels, probs))
     if not values:  # no resample held both classes (a tiny set): no interval rather than a made-up one
         return {"auc": auc, "auc_ci95": None}
     low, high = np.percentile(values, [2.5, 97.5])
     return {"auc": auc, "auc_ci95": [float(low), float(high)]}
+
+
+class _ResampledAuc:
+    """ROC AUC of resamples of one set, from the scans' multiplicities: O(n) per resample instead of a sort.
+
+    AUC = sum over tied-score groups g of P_g * (N_<g + N_g / 2) / (P * N), with P_g and N_g the
+    positive and negative scans (counted with multiplicity) scoring the g-th lowest score; equal to
+    sklearn's roc_auc_score on the resample.
+    """
+
+    def __init__(self, labels: np.ndarray, probs: np.ndarray):
+        self.order = np.argsort(probs, kind="stable")
+        ranked = probs[self.order]
+        self.starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+        self.positive = labels[self.order] == 1
+
+    def auc(self, pick: np.ndarray) -> float:
+        counts = np.bincount(pick, minlength=len(self.order))[self.order].astype(np.float64)
+        pos = np.add.reduceat(np.where(self.positive, counts, 0.0), self.starts)
+        neg = np.add.reduceat(np.where(self.positive, 0.0, counts), self.starts)
+        below = np.cumsum(neg) - neg
+        return float(np.sum(pos * (below + neg / 2)) / (pos.sum() * neg.sum()))
 
 
 def at_threshold(labels, probs, threshold: float) -> dict:

@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
     assert console.main([]) == 2
     text = capsys.readouterr().out
     for command in ("app", "predict", "explain-eval", "train", "evaluate", "prepare", "shards", "crossval",
-                    "calibrate"):
+                    "calibrate", "refit"):
         assert f"brain-mri {command}" in text
 
 
@@ -30,7 +30,8 @@ def test_unknown_command_is_a_usage_error(capsys):
                                            ("shards", "python -m train.shards"),
                                            ("explain-eval", "python -m core explain-eval"),
                                            ("calibrate", "python -m train.calibrate"),
-                                           ("crossval", "python -m train.crossval")])
+                                           ("crossval", "python -m train.crossval"),
+                                           ("refit", "python -m train.refit")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:
         console.main([command, "--help"])

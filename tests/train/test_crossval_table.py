@@ -98,12 +98,47 @@ STUDY = Path(__file__).resolve().parents[2] / "docs" / "crossval_small"
 STUDY_VARIANTS = ("baseline", "appearance", "normalise")
 
 
+def assert_same_table(computed, stored, where: str = "") -> None:
+    """Equal tables: the same keys and texts, numbers equal to 1e-12 (summation order may differ)."""
+    if isinstance(stored, dict):
+        assert isinstance(computed, dict) and computed.keys() == stored.keys(), where
+        for key in stored:
+            assert_same_table(computed[key], stored[key], f"{where}.{key}")
+    elif isinstance(stored, list):
+        assert isinstance(computed, list) and len(computed) == len(stored), where
+        for index, (a, b) in enumerate(zip(computed, stored)):
+            assert_same_table(a, b, f"{where}[{index}]")
+    elif isinstance(stored, float):
+        assert computed == pytest.approx(stored, rel=1e-12, abs=1e-12), where
+    else:
+        assert computed == stored, where
+
+
 def test_committed_study_reproduces_from_its_scores_and_the_document_quotes_it():
     document = (STUDY.parent / "crossval_small_profile.md").read_text()
     for variant in STUDY_VARIANTS:
         path = STUDY / variant / "crossval.json"
         payload = json.loads(path.read_text())
-        assert recompute(path) == {"rows": payload["rows"], "summary": payload["summary"]}, variant
+        assert_same_table(recompute(path), {"rows": payload["rows"], "summary": payload["summary"]}, variant)
         assert [row["held_out"] for row in payload["rows"]] == ["br35h", "mos", "lgg"]
         assert (STUDY / variant / "crossval.md").read_text().strip() in document, variant
         assert payload["command"] in document, variant
+
+
+#: The head-refit study committed with its per-scan scores (docs/head_refit_study.md).
+REFIT_STUDY = STUDY.parent / "crossval_refit"
+REFIT_VARIANTS = ("as-shipped", "source-class", "none")
+
+
+def test_committed_refit_study_reproduces_from_its_scores_and_the_document_quotes_it():
+    document = (STUDY.parent / "head_refit_study.md").read_text()
+    for variant in REFIT_VARIANTS:
+        path = REFIT_STUDY / variant / "crossval.json"
+        payload = json.loads(path.read_text())
+        assert_same_table(recompute(path), {"rows": payload["rows"], "summary": payload["summary"]}, variant)
+        assert "the backbone is shared by every fold" in payload["title"]
+        assert (REFIT_STUDY / variant / "crossval.md").read_text().strip() in document, variant
+        assert payload["command"] in document, variant
+        for row in payload["rows"]:  # the summary table quotes each independent fold's AUC and interval
+            if row["held_out"] != "br35h":
+                assert f"{row['auc']:.3f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}]" in document

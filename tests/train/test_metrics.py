@@ -100,3 +100,17 @@ def test_no_interval_when_no_resample_holds_both_classes():
     # with zero rounds there is never a resample, and the interval must be None, not an error
     result = metrics.auc_with_interval([0, 1], [0.2, 0.8], rounds=0)
     assert result["auc"] == 1.0 and result["auc_ci95"] is None
+
+
+def test_resampled_auc_equals_sklearn_on_resamples_with_ties():
+    from train.metrics import _ResampledAuc
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(5, 300))
+        labels, probs = rng.integers(0, 2, n), np.round(rng.random(n), int(rng.integers(1, 4)))
+        resampled = _ResampledAuc(labels, probs)
+        for _ in range(4):
+            pick = rng.integers(0, n, n)
+            if labels[pick].min() != labels[pick].max():
+                assert resampled.auc(pick) == pytest.approx(roc_auc_score(labels[pick], probs[pick]), abs=1e-12)

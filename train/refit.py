@@ -1,0 +1,295 @@
+"""`python -m train.refit`: keep a trained model's ResNet50 backbone and refit its head on several sources.
+
+    python -m train.refit --out RUN_DIR [--model DIR] [--data-root DIR | --source NAME=DIR[,DIR...]...]
+        [--held-out NAME...] [--no-final] [--epochs N] [--balance source-class|none] [--seed S]
+
+Retraining the whole network on every source needs a GPU (`python -m train.crossval --profile full`); the
+head does not. Each scan's pooled backbone features (float32 (2048,), the input of the recipe's head) are
+computed once at the model's input size and cached, and the head (Dense 512 relu, BatchNorm, Dropout 0.5,
+Dense 1 sigmoid) is fitted on them, starting from the model's own head. Writes to RUN_DIR:
+
+- the leave-one-source-out table, on the same folds as `train.crossval` (copies of training scans removed,
+  LGG split by patient, threshold by Youden's J on validation from the training sources):
+  crossval.{json,csv,md,png}; each fold's head sees only the other sources. The backbone is shared by
+  every fold, so a fold holding out a source the start model trained on (the shipped model: Br35H) is
+  not independent; the table says so in its title.
+- model/ (unless --no-final): the start model with its head fitted on every source, its threshold chosen
+  on a validation split of whole groups (copies, LGG patients), and a card that records the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from train import cache, dedup, folds, metrics
+from train.crossval import DATA_ROOT, _sources, fold_record
+from train.crossval_table import write_table
+from train.data import DataError
+from train.options import add_label_arguments, new_parser
+
+#: The recipe head's layers, in order (core.model.build_model names them).
+HEAD_LAYERS = ("head_dense", "head_bn", "logit")
+#: Most weight one scan gets from source-and-class balancing (MOS has 54 normals against 4655 tumours).
+MAX_SAMPLE_WEIGHT = 20.0
+
+
+def parser():
+    p = new_parser("python -m train.refit", __doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the table and the model")
+    p.add_argument("--model", type=Path, help="start model directory (default: the shipped model)")
+    p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding br35h, nav, mos, lgg")
+    p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
+                   help="a source and its folders (repeat; replaces the default br35h, mos, lgg)")
+    p.add_argument("--held-out", nargs="+", metavar="NAME", help="the folds to run (default: every source)")
+    p.add_argument("--no-final", action="store_true", help="only the table; no model fitted on every source")
+    p.add_argument("--keep-head", action="store_true",
+                   help="fit nothing: the start model's own head on the same folds (the reference row)")
+    p.add_argument("--epochs", type=int, default=40, help="most epochs of head fitting (default 40)")
+    p.add_argument("--patience", type=int, default=6, help="epochs without a better validation AUC (default 6)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--balance", choices=("source-class", "none"), default="source-class",
+                   help="weight each (source, class) cell equally (default) or each scan equally")
+    p.add_argument("--val-split", type=float, default=0.1, help="validation fraction, by whole group")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", type=Path, help="crop and feature cache (default: the crop cache)")
+    p.add_argument("--workers", type=int, default=1, help="processes for cropping")
+    add_label_arguments(p)
+    return p
+
+
+def backbone(model):
+    """The model up to its pooled features: float32 (n, s, s, 3) inputs -> (n, 2048)."""
+    import keras
+
+    return keras.Model(model.input, model.get_layer("max_pool").output)
+
+
+def pooled_features(model, crops: np.ndarray, batch_size: int = 32, log=print) -> np.ndarray:
+    """uint8 (n, s, s) cached grey crops -> float32 (n, 2048) pooled backbone features."""
+    from core.preprocess import caffe_normalise
+
+    features = backbone(model)
+    out = []
+    for start in range(0, len(crops), batch_size):
+        out.append(np.asarray(features.predict_on_batch(caffe_normalise(crops[start:start + batch_size]))))
+        if start and start % (batch_size * 50) == 0:
+            log(f"features: {start} / {len(crops)}")
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2048), np.float32)
+
+
+def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=print) -> np.ndarray:
+    """Pooled features of every pool scan, read from (or written to) the cache, keyed by weights and crops."""
+    from core.atomic import write_atomic
+
+    crops_key = hashlib.sha256("".join(e.pixel_sha for e in pool.entries).encode()).hexdigest()[:16]
+    path = Path(cache_dir or cache.default_cache_dir()) / "features" / f"{weights_sha[:16]}-{crops_key}.npy"
+    if path.is_file():
+        features = np.load(path)
+        if features.shape == (len(pool.entries), 2048):
+            log(f"Read the backbone features of {len(features)} scans from {path}.")
+            return features
+    started = time.time()
+    features = pooled_features(model, np.stack([e.crop for e in pool.entries]), log=log)
+    log(f"Computed the backbone features of {len(features)} scans in {time.time() - started:.0f} s.")
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, features)
+    write_atomic(path, buffer.getvalue())
+    return features
+
+
+def balance_weights(sources: np.ndarray, labels: np.ndarray, mode: str) -> np.ndarray:
+    """float32 (n,) sample weights: each (source, class) cell the same total (mean 1, capped), or all 1."""
+    weights = np.ones(len(labels), dtype=np.float32)
+    if mode == "none":
+        return weights
+    cells = sorted({(s, int(l)) for s, l in zip(sources.tolist(), labels.tolist())})
+    for source, label in cells:
+        members = (sources == source) & (labels == label)
+        weights[members] = len(labels) / (len(cells) * members.sum())
+    return np.minimum(weights, MAX_SAMPLE_WEIGHT)
+
+
+def head_of(model):
+    """A model of the recipe's head alone (inputs float32 (n, 2048)), with `model`'s head weights."""
+    import keras
+
+    features = keras.Input((model.get_layer("max_pool").output.shape[-1],), name="pooled")
+    x = features
+    for layer in model.layers[model.layers.index(model.get_layer("max_pool")) + 1:]:
+        x = layer.__class__.from_config(layer.get_config())(x)
+    head = keras.Model(features, x)
+    for name in HEAD_LAYERS:
+        head.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    return head
+
+
+def fit_head(model, train: tuple, val: tuple, args, log=print):
+    """Fit a copy of `model`'s head on (features, labels, weights) `train`, early-stopped on validation AUC.
+
+    Returns (head, epochs run). Labels are smoothed as the recipe does (0.01).
+    """
+    import keras
+
+    from core.recipe import Optimisation
+
+    keras.utils.set_random_seed(args.seed)
+    head = head_of(model)
+    head.compile(optimizer=keras.optimizers.Adam(args.lr),
+                 loss=keras.losses.BinaryCrossentropy(label_smoothing=Optimisation().label_smoothing),
+                 metrics=[keras.metrics.AUC(name="auc")])
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
+                                         restore_best_weights=True)
+    features, labels, weights = train
+    history = head.fit(features, labels.astype(np.float32), sample_weight=weights, batch_size=64,
+                       epochs=args.epochs, validation_data=(val[0], val[1].astype(np.float32)),
+                       callbacks=[stop], shuffle=True, verbose=0)
+    epochs = len(history.history["loss"])
+    log(f"head fitted: {epochs} epochs, best validation AUC {max(history.history['val_auc']):.3f}")
+    return head, epochs
+
+
+def predict_head(head, features: np.ndarray) -> np.ndarray:
+    """float32 (n, 2048) features -> float32 (n,) tumour probabilities."""
+    return np.asarray(head.predict(features, batch_size=256, verbose=0))[:, 0].astype(np.float32)
+
+
+def run_fold(model, pool, features: np.ndarray, name: str, args, log) -> dict:
+    """One leave-one-source-out fold: its head fitted on the other sources; returns its crossval record."""
+    started = time.time()
+    prepared = folds.make_fold(pool, name, cap=None, test_cap=None, val_split=args.val_split, seed=args.seed,
+                               near_threshold=args.near_threshold)
+    where = {str(sample.path): i for i, sample in enumerate(pool.samples)}
+    index = np.array([where[path] for path in prepared.path])
+    split = {part: prepared.split == part for part in ("train", "val", "test")}
+    train = (features[index[split["train"]]], prepared.labels[split["train"]],
+             balance_weights(prepared.source[split["train"]], prepared.labels[split["train"]], args.balance))
+    val = (features[index[split["val"]]], prepared.labels[split["val"]])
+    if args.keep_head:
+        head, epochs = head_of(model), 0
+    else:
+        head, epochs = fit_head(model, train, val, args, log=lambda text: log(f"[{name}] {text}"))
+    val_probs = predict_head(head, val[0])
+    outcome = SimpleNamespace(
+        scores={"validation": (val[1], val_probs),
+                f"test:{name}": (prepared.labels[split["test"]], predict_head(head, features[index[split["test"]]]))},
+        thresholds={"validation": metrics.choose_threshold(val[1], val_probs)}, history=[None] * epochs)
+    return fold_record(prepared, outcome, name, time.time() - started)
+
+
+def with_head(model, head):
+    """A copy of `model` whose head layers carry `head`'s weights (the backbone untouched)."""
+    import keras
+
+    refit = keras.models.clone_model(model)
+    refit.set_weights(model.get_weights())
+    for name in HEAD_LAYERS:
+        refit.get_layer(name).set_weights(head.get_layer(name).get_weights())
+    return refit
+
+
+def _counts(pool, mask: np.ndarray) -> dict:
+    return {source: {"tumour": int(np.sum(mask & (pool.sources == source) & (pool.labels == 1))),
+                     "no_tumour": int(np.sum(mask & (pool.sources == source) & (pool.labels == 0)))}
+            for source in pool.source_names()}
+
+
+def fit_final(model, start_card, pool, features: np.ndarray, table: dict, args, log):
+    """The start model with its head fitted on every source; returns (keras model, card dict)."""
+    held = dedup.grouped_split(pool.groups, pool.labels, args.val_split, args.seed)
+    train = (features[~held], pool.labels[~held], balance_weights(pool.sources[~held], pool.labels[~held],
+                                                                  args.balance))
+    val = (features[held], pool.labels[held])
+    head, epochs = fit_head(model, train, val, args, log=lambda text: log(f"[final] {text}"))
+    val_probs = predict_head(head, val[0])
+    threshold = metrics.choose_threshold(val[1], val_probs)
+    card = {
+        **{k: v for k, v in start_card.to_dict().items()
+           if k not in ("weights_sha256", "calibration", "external_test", "test_including_training_copies")},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "command": " ".join(["python -m train.refit"] + sys.argv[1:]),
+        "initialisation": f"backbone of {start_card.model_id} ({start_card.initialisation}; trained as its "
+                          "card's data says), frozen; head refit on every source from that model's head",
+        "threshold": threshold, "threshold_method": "Youden's J on the validation split (whole groups)",
+        "data": {"counts_after_deduplication": {"train": _counts(pool, ~held), "val": _counts(pool, held)},
+                 "validation": f"{args.val_split:.0%} of every source's scans, by whole group "
+                               "(copies; LGG patients)",
+                 "sources": pool.report["sources"], "near_duplicate_rule": f"dHash 256-bit Hamming <= "
+                                                                           f"{args.near_threshold}"},
+        "metrics": {"validation": {k: v for k, v in metrics.evaluate(
+            val[1], val_probs, {"0.5": 0.5, "validation": threshold}, seed=args.seed).items() if k != "reliability"}},
+        "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": args.balance,
+                       "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)"},
+        "leave_one_source_out": {"table": "crossval.json", "summary": table["summary"],
+                                 "caveat": "the backbone is shared by every fold"},
+    }
+    return with_head(model, head), card
+
+
+def run(args, log=print) -> dict:
+    """The table (and the final model unless --no-final); returns crossval.json's payload."""
+    from core.model import load_classifier, save_classifier
+
+    classifier = load_classifier(args.model)
+    size = classifier.input_size
+    pool = folds.build_pool(folds.resolve_sources(args.data_root, _sources(args)), size, cache_dir=args.cache_dir,
+                            workers=args.workers, near_threshold=args.near_threshold,
+                            negative_classes=args.negative_classes, log=log)
+    names = args.held_out or pool.source_names()
+    unknown = set(names) - set(pool.source_names())
+    if unknown:
+        raise DataError(f"--held-out names unknown sources: {', '.join(sorted(unknown))}. "
+                        f"Sources: {', '.join(pool.source_names())}.")
+    features = cached_features(classifier.model, classifier.card.weights_sha256, pool, args.cache_dir, log)
+    title = (f"{classifier.model_id} as it is (its own head)" if args.keep_head else
+             f"head refit on {classifier.model_id}'s frozen backbone (balance {args.balance})")
+    payload = {"title": f"{title}; the backbone is shared by every fold",
+               "command": " ".join(["python -m train.refit"] + sys.argv[1:]), "seed": args.seed,
+               "plan": {"image_size": size, "cap": None, "test_cap": None, "val_split": args.val_split},
+               "settings": {k: getattr(args, k) for k in ("epochs", "patience", "lr", "balance", "seed", "keep_head")},
+               "start_model": classifier.model_id, "folds": []}
+    for name in names:
+        payload["folds"].append(run_fold(classifier.model, pool, features, name, args, log))
+        write_table(args.out, payload)
+    if not (args.no_final or args.keep_head):
+        model, card = fit_final(classifier.model, classifier.card, pool, features, report_table(args.out), args, log)
+        save_classifier(model, card, args.out / "model")
+        log(f"Wrote the refit model to {args.out / 'model'}.")
+    return payload
+
+
+def report_table(out: Path) -> dict:
+    from train.crossval_table import recompute
+
+    return recompute(out / "crossval.json")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    started = time.time()
+    for name in ("epochs", "patience", "workers"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name} must be at least 1. Received: {getattr(args, name)}", file=sys.stderr)
+            return 2
+    if not 0 < args.val_split < 1:
+        print(f"error: --val-split must be between 0 and 1. Received: {args.val_split}", file=sys.stderr)
+        return 2
+    try:
+        run(args, log=lambda text: print(text, flush=True))
+    except (DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print((args.out / "crossval.md").read_text(), end="")
+    print(f"Finished in {time.time() - started:.0f} s. Results in {args.out}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
