@@ -28,6 +28,9 @@ from train.report import write_json
 MONITOR = "val_auc"
 #: Testing seam: stop (as if interrupted) after this many epochs, once the checkpoint is written.
 INTERRUPT_ENV = "BRAIN_MRI_INTERRUPT_AFTER_EPOCH"
+#: "1": run Keras eagerly, without tracing the training step. Tracing ResNet50's step costs about a minute on
+#: 2 CPU cores, more than a tiny run's training: the trainer's own tests set it; real runs never need it.
+EAGER_ENV = "BRAIN_MRI_EAGER"
 
 
 class Interrupted(Exception):
@@ -174,6 +177,9 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
             if settings.bn_momentum is not None:
                 set_bn_momentum(model, settings.bn_momentum)
             compile_model(model, settings.optimisation.lr, settings.optimisation.label_smoothing)
+    if os.environ.get(EAGER_ENV) == "1":
+        model.run_eagerly = True
+        log(f"Running eagerly ({EAGER_ENV}=1): no graph tracing.")
     stopping = ResumableEarlyStopping(state=stopping_state, best_weights=best_weights, monitor=MONITOR,
                                       mode="max", patience=settings.optimisation.patience, restore_best_weights=True)
     plateau = ResumablePlateau(state=plateau_state, monitor=MONITOR, mode="max", factor=settings.optimisation.lr_factor,

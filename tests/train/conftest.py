@@ -76,7 +76,7 @@ def crop_cache(tmp_path_factory) -> Path:
 def cli_env(crop_cache) -> dict:
     """Environment for trainer subprocesses: quiet TensorFlow, the private crop cache, no interrupt seam."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", BRAIN_MRI_CACHE=str(crop_cache))
-    for name in ("BRAIN_MRI_INTERRUPT_AFTER_EPOCH", "KERAS_BACKEND", "XLA_FLAGS", "TF_CONFIG"):
+    for name in ("BRAIN_MRI_INTERRUPT_AFTER_EPOCH", "BRAIN_MRI_EAGER", "KERAS_BACKEND", "XLA_FLAGS", "TF_CONFIG"):
         env.pop(name, None)
     return env
 
