@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.pixels import check_uint8, to_grey
+from core.pixels import check_uint8, levels_at, to_grey
 
 #: Grey level (after blurring) above which a pixel counts as tissue (the recipe's value).
 THRESHOLD = 45
@@ -58,12 +58,6 @@ def _check_pixels(pixels: np.ndarray) -> None:
     check_uint8(pixels, "array", channels=(1, 3, 4))
 
 
-def _levels_at(hist: np.ndarray, fractions: tuple[float, ...]) -> tuple[int, ...]:
-    """Grey levels below which the given fractions of the pixels lie, from a (256,) histogram."""
-    cumulative = np.cumsum(hist)
-    return tuple(int(np.searchsorted(cumulative, f * cumulative[-1])) for f in fractions)
-
-
 def _background_is_bright(grey: np.ndarray, hist: np.ndarray) -> bool:
     """Whether the median grey of the outer band (BACKGROUND_BAND of the shorter side) exceeds 127.
 
@@ -72,7 +66,7 @@ def _background_is_bright(grey: np.ndarray, hist: np.ndarray) -> bool:
     band = max(1, round(BACKGROUND_BAND * min(grey.shape)))
     if 2 * band < min(grey.shape):  # remove the inside, keep the band
         hist = hist - cv2.calcHist([grey[band:-band, band:-band]], [0], None, [256], [0, 256]).reshape(-1)
-    return _levels_at(hist, (0.5,))[0] > 127
+    return levels_at(hist, (0.5,))[0] > 127
 
 
 def _brain_region(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -129,7 +123,7 @@ def find_brain_box(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], bool]
                            interpolation=cv2.INTER_AREA)
 
     hist = cv2.calcHist([small], [0], None, [256], [0, 256]).reshape(-1)
-    low, high = _levels_at(hist, (0.01, 0.99))
+    low, high = levels_at(hist, (0.01, 0.99))
     if high - low < MIN_CONTRAST:
         return whole, True
 

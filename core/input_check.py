@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from core.pixels import check_uint8
+from core.pixels import check_uint8, levels_at
 
 if TYPE_CHECKING:
     from core.crop import Crop
@@ -201,15 +201,9 @@ def colour_fraction(rgb: np.ndarray) -> float:
     return float(np.count_nonzero(chroma > COLOUR_CHROMA)) / chroma.size
 
 
-def _levels_at(hist: np.ndarray, fractions: tuple[float, ...]) -> list[int]:
-    """Grey levels below which the given fractions of pixels lie, from a (256,) histogram."""
-    cumulative = np.cumsum(hist)
-    return [int(np.searchsorted(cumulative, f * cumulative[-1])) for f in fractions]
-
-
-def _quantiles(values: np.ndarray, fractions: tuple[float, ...]) -> list[int]:
+def _quantiles(values: np.ndarray, fractions: tuple[float, ...]) -> tuple[int, ...]:
     """Quantiles of uint8 `values` (any shape, non-empty), through a histogram (fast)."""
-    return _levels_at(np.bincount(values.ravel(), minlength=256), fractions)
+    return levels_at(np.bincount(values.ravel(), minlength=256), fractions)
 
 
 def _stretch(grey: np.ndarray) -> tuple[np.ndarray | None, dict[str, float]]:
@@ -220,7 +214,7 @@ def _stretch(grey: np.ndarray) -> tuple[np.ndarray | None, dict[str, float]]:
     "mode_fraction": share of the commonest grey level}).
     """
     hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
-    low, p1, p99, high = _levels_at(hist, (0.005, 0.01, 0.99, 0.995))
+    low, p1, p99, high = levels_at(hist, (0.005, 0.01, 0.99, 0.995))
     levels = {"contrast": float(p99 - p1), "grey_range": float(high - low),
               "mode_fraction": float(hist.max() / hist.sum())}
     if high - low < MIN_GREY_RANGE:
@@ -411,7 +405,7 @@ def _level_gaps(values: np.ndarray) -> float:
     level) does not count: drawings and masks leave long empty runs between their few levels.
     """
     counts = np.bincount(values, minlength=256)
-    low, high = _levels_at(counts, (0.01, 0.99))
+    low, high = levels_at(counts, (0.01, 0.99))
     if high <= low:
         return 0.0
     empty = np.r_[0, (counts[low:high + 1] == 0).astype(np.int8), 0]

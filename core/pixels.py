@@ -43,3 +43,10 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):
         return np.array(image[:, :, :3])
     raise ValueError(f"Expected an HxW or HxWx3 image. Received: shape={image.shape}")
+
+
+def levels_at(hist: np.ndarray, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """From a (256,) grey-level histogram: for each fraction in [0, 1], the lowest grey level at which the
+    cumulative share of pixels reaches it (0-255)."""
+    cumulative = np.cumsum(hist)
+    return tuple(int(np.searchsorted(cumulative, f * cumulative[-1])) for f in fractions)

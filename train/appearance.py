@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.pixels import check_uint8
+from core.pixels import check_uint8, levels_at
 
 #: Per-scan intensity normalisations (`--normalise`): none (the recipe) or brain (see normalise_brain).
 NORMALISATIONS = ("none", "brain")
@@ -197,12 +197,6 @@ class RandomAppearance:
 # --------------------------------------------------------------------------- normalisation
 
 
-def _level_at(counts: np.ndarray, fraction: float) -> int:
-    """The lowest grey level at which the cumulative share of `counts` (256,) reaches `fraction`."""
-    cumulative = np.cumsum(counts)
-    return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
-
-
 def normalise_brain(image: np.ndarray) -> np.ndarray:
     """Per-scan intensity normalisation inside the brain crop.
 
@@ -214,12 +208,12 @@ def normalise_brain(image: np.ndarray) -> np.ndarray:
     """
     check_uint8(image, "crop", channels=())
     counts = np.bincount(image.ravel(), minlength=256)
-    tissue_level = max(MIN_TISSUE, int(np.ceil(TISSUE_FRACTION * _level_at(counts, 0.99))))
+    tissue_level = max(MIN_TISSUE, int(np.ceil(TISSUE_FRACTION * levels_at(counts, (0.99,))[0])))
     tissue = counts.copy()
     tissue[:tissue_level] = 0
     if tissue.sum() < 16:
         return image.copy()
-    low, high = _level_at(tissue, 0.01), _level_at(tissue, 0.99)
+    low, high = levels_at(tissue, (0.01, 0.99))
     if high - low < 1:
         return image.copy()
     levels = np.arange(256, dtype=np.float32)
