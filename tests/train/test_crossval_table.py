@@ -93,9 +93,10 @@ def test_single_class_test_set_gives_no_auc(folds):
     assert result["summary"]["folds"] == 3 and result["summary"]["worst_auc_source"] == "mos"
 
 
-#: The small-profile study committed with its per-scan scores (docs/crossval_small_profile.md).
-STUDY = Path(__file__).resolve().parents[2] / "docs" / "crossval_small"
-STUDY_VARIANTS = ("baseline", "appearance", "normalise")
+#: The CPU studies committed with their per-scan scores: (document, folder of variants, variants).
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+STUDIES = [("crossval_small_profile.md", "crossval_small", ("baseline", "appearance", "normalise")),
+           ("head_refit_study.md", "crossval_refit", ("as-shipped", "source-class", "none"))]
 
 
 def assert_same_table(computed, stored, where: str = "") -> None:
@@ -114,31 +115,23 @@ def assert_same_table(computed, stored, where: str = "") -> None:
         assert computed == stored, where
 
 
-def test_committed_study_reproduces_from_its_scores_and_the_document_quotes_it():
-    document = (STUDY.parent / "crossval_small_profile.md").read_text()
-    for variant in STUDY_VARIANTS:
-        path = STUDY / variant / "crossval.json"
+@pytest.mark.parametrize("document, folder, variants", STUDIES, ids=[doc for doc, _, _ in STUDIES])
+def test_committed_study_reproduces_from_its_scores_and_the_document_quotes_it(document, folder, variants):
+    text = (DOCS / document).read_text()
+    for variant in variants:
+        path = DOCS / folder / variant / "crossval.json"
         payload = json.loads(path.read_text())
         assert_same_table(recompute(path), {"rows": payload["rows"], "summary": payload["summary"]}, variant)
         assert [row["held_out"] for row in payload["rows"]] == ["br35h", "mos", "lgg"]
-        assert (STUDY / variant / "crossval.md").read_text().strip() in document, variant
-        assert payload["command"] in document, variant
+        assert (path.parent / "crossval.md").read_text().strip() in text, variant
+        assert payload["command"] in text, variant
 
 
-#: The head-refit study committed with its per-scan scores (docs/head_refit_study.md).
-REFIT_STUDY = STUDY.parent / "crossval_refit"
-REFIT_VARIANTS = ("as-shipped", "source-class", "none")
-
-
-def test_committed_refit_study_reproduces_from_its_scores_and_the_document_quotes_it():
-    document = (STUDY.parent / "head_refit_study.md").read_text()
-    for variant in REFIT_VARIANTS:
-        path = REFIT_STUDY / variant / "crossval.json"
-        payload = json.loads(path.read_text())
-        assert_same_table(recompute(path), {"rows": payload["rows"], "summary": payload["summary"]}, variant)
+def test_refit_study_says_the_backbone_is_shared_and_quotes_the_independent_folds():
+    text = (DOCS / "head_refit_study.md").read_text()
+    for variant in STUDIES[1][2]:
+        payload = json.loads((DOCS / "crossval_refit" / variant / "crossval.json").read_text())
         assert "the backbone is shared by every fold" in payload["title"]
-        assert (REFIT_STUDY / variant / "crossval.md").read_text().strip() in document, variant
-        assert payload["command"] in document, variant
         for row in payload["rows"]:  # the summary table quotes each independent fold's AUC and interval
             if row["held_out"] != "br35h":
-                assert f"{row['auc']:.3f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}]" in document
+                assert f"{row['auc']:.3f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}]" in text
