@@ -2,7 +2,7 @@
 
     python -m train.crossval --out RUN_DIR [--profile small|full] [--data-root DIR | --source NAME=DIR[,DIR...]...]
         [--held-out NAME...] [--balance source-class] [--appearance standard] [--normalise brain] [--resume]
-    python -m train.crossval --out BUNDLE_DIR --export-folds [--jpeg-quality Q]   (one bundle per fold, no training)
+    python -m train.crossval --out BUNDLE_DIR --export-folds [--jpeg-quality Q]   (all folds in one file, no training)
     python -m train.crossval --out RUN_DIR --bundles BUNDLE_DIR                    (train those folds elsewhere)
 
 For each source: train on the others, test on it with every copy of a training scan removed, the
@@ -34,6 +34,8 @@ from train.data import DataError
 from train.options import add_augmentation_arguments, add_generalisation_arguments, add_label_arguments, new_parser
 from train.settings import RunSettings, augmentation_of, generalisation_of, picked
 
+#: The one file --export-folds writes: every fold, each scan's crop stored once (see export).
+FOLDS_BUNDLE = "folds.npz"
 #: The shared data sets, beside the repository.
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -68,8 +70,8 @@ def parser():
     p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
                    help="a source and its folders (repeat; replaces the default br35h, mos, lgg)")
     p.add_argument("--held-out", nargs="+", metavar="NAME", help="the folds to run (default: every source)")
-    p.add_argument("--bundles", type=Path, metavar="DIR", help="train on DIR/SOURCE.npz from --export-folds")
-    p.add_argument("--export-folds", action="store_true", help="write OUT/SOURCE.npz per fold and stop")
+    p.add_argument("--bundles", type=Path, metavar="DIR", help="train on DIR/folds.npz from --export-folds")
+    p.add_argument("--export-folds", action="store_true", help="write OUT/folds.npz (every fold) and stop")
     p.add_argument("--jpeg-quality", type=int, metavar="Q", help="with --export-folds: store crops as JPEG")
     sizes = p.add_argument_group("data sizes (default: the profile's)")
     sizes.add_argument("--image-size", type=int, help="input side in pixels")
@@ -164,19 +166,11 @@ def check_arguments(args, plan: dict, settings: RunSettings) -> None:
 def _folds(args, plan: dict, settings: RunSettings, log):
     """(held-out names, a function name -> Prepared): from --bundles, or built from one pool of the sources."""
     if args.bundles is not None:
-        from train.dataset import load_bundle
-
-        names = args.held_out or sorted(p.stem for p in args.bundles.glob("*.npz"))
-        if not names:
-            raise DataError(f"No fold bundles (SOURCE.npz) in {args.bundles}. Write them with --export-folds.")
-        def load(name):
-            prepared = load_bundle(args.bundles / f"{name}.npz")
-            if prepared.report.get("held_out") != name:
-                raise DataError(f"{args.bundles / (name + '.npz')} is not a fold bundle holding out {name!r} "
-                                "(write fold bundles with python -m train.crossval --export-folds).")
-            return prepared
-
-        return names, load
+        bundle = args.bundles / FOLDS_BUNDLE
+        if not bundle.is_file():
+            raise DataError(f"No {FOLDS_BUNDLE} in {args.bundles}. Write it with python -m train.crossval "
+                            "--export-folds --out DIR.")
+        return args.held_out or bundled_folds(bundle), lambda name: load_fold(bundle, name)
     sources = folds.resolve_sources(args.data_root, _sources(args))
     pool = folds.build_pool(sources, plan["image_size"], cache_dir=args.cache_dir, workers=args.workers,
                             near_threshold=args.near_threshold, negative_classes=args.negative_classes, log=log)
@@ -191,12 +185,65 @@ def _folds(args, plan: dict, settings: RunSettings, log):
 
 
 def export(names, make, out: Path, jpeg_quality, log) -> None:
-    """One bundle per fold: OUT/SOURCE.npz (train / val / test splits of that fold)."""
-    from train.dataset import save_bundle
+    """Every fold in one bundle, OUT/folds.npz: each scan's crop once, and per fold the scans it uses
+    (`order__SOURCE`, indices), their splits (`split__SOURCE`) and its report (`report__SOURCE`, JSON)."""
+    import json
 
-    for name in names:
-        path = save_bundle(make(name), out / f"{name}.npz", jpeg_quality)
-        log(f"Wrote fold {name} to {path} ({path.stat().st_size / 1e6:.1f} MB).")
+    import numpy as np
+
+    from train.dataset import Prepared, save_bundle
+
+    made = {name: make(name) for name in names}
+    union = {}  # path -> (fold, row): the first fold that holds each scan
+    for name, fold in made.items():
+        for row, path in enumerate(fold.path.tolist()):
+            union.setdefault(path, (name, row))
+    paths = sorted(union)
+    where = {path: i for i, path in enumerate(paths)}
+    def take(field):
+        return np.stack([getattr(made[union[p][0]], field)[union[p][1]] for p in paths])
+    patients = take("patient") if all(f.patient is not None for f in made.values()) else None
+    pool = Prepared(crops=take("crops"), labels=take("labels"), split=np.array(["pool"] * len(paths)),
+                    source=take("source"), path=np.array(paths), patient=patients,
+                    report={"folds": list(names), "scans": len(paths)})
+    extra = {}
+    for name, fold in made.items():
+        extra[f"order__{name}"] = np.array([where[p] for p in fold.path.tolist()], dtype=np.int64)
+        extra[f"split__{name}"] = fold.split
+        extra[f"report__{name}"] = np.array(json.dumps(fold.report))
+    path = save_bundle(pool, out / FOLDS_BUNDLE, jpeg_quality, extra=extra)
+    log(f"Wrote {len(made)} folds ({', '.join(made)}; {len(paths)} scans) to {path} "
+        f"({path.stat().st_size / 1e6:.1f} MB).")
+
+
+def bundled_folds(bundle: Path) -> list[str]:
+    """The held-out sources of a bundle written by :func:`export`, without decoding its crops."""
+    import json
+
+    import numpy as np
+
+    with np.load(bundle, allow_pickle=False) as stored:
+        return json.loads(str(stored["report"]))["folds"]
+
+
+def load_fold(bundle: Path, name: str):
+    """The Prepared fold `name` from a bundle written by :func:`export`."""
+    import json
+
+    import numpy as np
+
+    from train.dataset import Prepared, load_bundle
+
+    pool = load_bundle(bundle)
+    with np.load(bundle, allow_pickle=False) as stored:
+        if f"order__{name}" not in stored.files:
+            raise DataError(f"{bundle} holds no fold {name!r}; it holds {', '.join(pool.report['folds'])}.")
+        order, split = stored[f"order__{name}"], stored[f"split__{name}"]
+        report = json.loads(str(stored[f"report__{name}"]))
+    report["bundle_encoding"] = pool.report.get("bundle_encoding")
+    return Prepared(crops=pool.crops[order], labels=pool.labels[order], split=split, source=pool.source[order],
+                    path=pool.path[order], report=report,
+                    patient=None if pool.patient is None else pool.patient[order])
 
 
 def fold_record(prepared, outcome, held_out: str, seconds: float) -> dict:

@@ -213,11 +213,13 @@ def prepare(train_dirs, *, val_dirs=None, val_split=None, test_dirs=(), size=INP
     return _assemble({"train": train, "val": val, "test": test}, report)
 
 
-def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int | None = None) -> Path:
+def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int | None = None,
+                extra: dict[str, np.ndarray] | None = None) -> Path:
     """Write a prepared data set to one .npz file (atomically).
 
     Crops are stored losslessly, or as JPEG at `jpeg_quality` (1-100) when the
     bundle must be small enough to travel; the choice is recorded in its report.
+    extra: further named arrays stored beside them (no object arrays).
     """
     import cv2
 
@@ -236,7 +238,7 @@ def save_bundle(prepared: Prepared, path: str | os.PathLike, jpeg_quality: int |
     else:
         arrays["crops"] = prepared.crops
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays, **(extra or {}))
     return path
 
 

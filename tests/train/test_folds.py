@@ -163,17 +163,32 @@ def test_lgg_manifest_covers_every_shared_slice(shared_data):
         assert len(list(csv.DictReader(handle))) == 1783
 
 
-def test_export_folds_writes_one_bundle_per_fold(sources, crop_cache, tmp_path, capsys):
+def test_export_folds_writes_every_fold_in_one_bundle(sources, crop_cache, tmp_path, capsys):
+    """One file for every fold, each scan's crop once; each fold read back equals the fold built from the data."""
     from train import crossval
 
     out = tmp_path / "bundles"
-    args = ["--out", str(out), "--export-folds", "--image-size", str(SIZE), "--cap", "0", "--test-cap", "0",
-            "--val-split", "0.3", "--cache-dir", str(crop_cache),
-            *[f"--source={name}={path}" for name, path in sources.items()]]
-    assert crossval.main(args) == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["br35h.npz", "lgg.npz", "mos.npz"]
+    common = ["--image-size", str(SIZE), "--cap", "0", "--test-cap", "0", "--val-split", "0.3",
+              "--cache-dir", str(crop_cache), *[f"--source={name}={path}" for name, path in sources.items()]]
+    assert crossval.main(["--out", str(out), "--export-folds", *common]) == 0, capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [crossval.FOLDS_BUNDLE]
+    assert "Wrote 3 folds (br35h, mos, lgg; 62 scans) to" in capsys.readouterr().out
+    bundle = out / crossval.FOLDS_BUNDLE
+    assert crossval.bundled_folds(bundle) == ["br35h", "mos", "lgg"]
+    args = crossval.parser().parse_args(["--out", str(tmp_path / "x"), *common])
+    plan = crossval.plan_of(args)
+    _, make = crossval._folds(args, plan, crossval.settings_of(args, plan), log=lambda text: None)
     for name in ("br35h", "mos", "lgg"):
-        fold = load_bundle(out / f"{name}.npz")
+        fold, built = crossval.load_fold(bundle, name), make(name)
         assert fold.report["held_out"] == name and set(fold.source[fold.split == "test"].tolist()) == {name}
-        assert fold.patient is not None and fold.crops.shape[1:] == (SIZE, SIZE)
-    assert "Wrote fold lgg to" in capsys.readouterr().out
+        for field in ("crops", "labels", "split", "source", "path", "patient"):
+            assert np.array_equal(getattr(fold, field), getattr(built, field)), (name, field)
+        assert fold.report["counts"] == built.report["counts"] and fold.report["bundle_encoding"] == "raw"
+    with pytest.raises(DataError, match="holds no fold 'nav'"):
+        crossval.load_fold(bundle, "nav")
+    bundled = crossval.parser().parse_args(["--out", str(tmp_path / "y"), "--bundles", str(out), "--held-out", "mos"])
+    names, load = crossval._folds(bundled, plan, crossval.settings_of(bundled, plan), log=lambda text: None)
+    assert names == ["mos"] and np.array_equal(load("mos").path, make("mos").path)
+    empty = crossval.parser().parse_args(["--out", str(tmp_path / "z"), "--bundles", str(tmp_path)])
+    with pytest.raises(DataError, match="No folds.npz in"):
+        crossval._folds(empty, plan, crossval.settings_of(empty, plan), log=lambda text: None)
