@@ -20,6 +20,7 @@ Dense 1 sigmoid) is fitted on them, starting from the model's own head. Writes t
 from __future__ import annotations
 
 import hashlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -97,8 +98,6 @@ def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=p
     started = time.time()
     features = pooled_features(model, np.stack([e.crop for e in pool.entries]), log=log)
     log(f"Computed the backbone features of {len(features)} scans in {time.time() - started:.0f} s.")
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, features)
     write_atomic(path, buffer.getvalue())
@@ -106,7 +105,8 @@ def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=p
 
 
 def balance_weights(sources: np.ndarray, labels: np.ndarray, mode: str) -> np.ndarray:
-    """float32 (n,) sample weights: each (source, class) cell the same total (mean 1, capped), or all 1."""
+    """float32 (n,) sample weights: each (source, class) cell the same total (mean 1 before the cap at
+    MAX_SAMPLE_WEIGHT), or all 1."""
     weights = np.ones(len(labels), dtype=np.float32)
     if mode == "none":
         return weights
@@ -215,8 +215,8 @@ def fit_final(model, start_card, pool, features: np.ndarray, table: dict, args, 
            if k not in ("weights_sha256", "calibration", "external_test", "test_including_training_copies")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "command": " ".join(["python -m train.refit"] + sys.argv[1:]),
-        "initialisation": f"backbone of {start_card.model_id} ({start_card.initialisation}; trained as its "
-                          "card's data says), frozen; head refit on every source from that model's head",
+        "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "
+                          f"{start_card.initialisation}); head refit on every source from that model's head",
         "threshold": threshold, "threshold_method": "Youden's J on the validation split (whole groups)",
         "data": {"counts_after_deduplication": {"train": _counts(pool, ~held), "val": _counts(pool, held)},
                  "validation": f"{args.val_split:.0%} of every source's scans, by whole group "
