@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -71,17 +72,13 @@ def backbone(model):
     return keras.Model(model.input, model.get_layer("max_pool").output)
 
 
-def pooled_features(model, crops: np.ndarray, batch_size: int = 32, log=print) -> np.ndarray:
+def pooled_features(model, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """uint8 (n, s, s) cached grey crops -> float32 (n, 2048) pooled backbone features."""
-    from core.preprocess import caffe_normalise
+    from train.scoring import predict_crops
 
     features = backbone(model)
-    out = []
-    for start in range(0, len(crops), batch_size):
-        out.append(np.asarray(features.predict_on_batch(caffe_normalise(crops[start:start + batch_size]))))
-        if start and start % (batch_size * 50) == 0:
-            log(f"features: {start} / {len(crops)}")
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2048), np.float32)
+    return predict_crops(lambda inputs: np.asarray(features.predict_on_batch(inputs), np.float32), crops,
+                         batch_size).reshape(len(crops), -1)
 
 
 def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=print) -> np.ndarray:
@@ -96,7 +93,8 @@ def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=p
             log(f"Read the backbone features of {len(features)} scans from {path}.")
             return features
     started = time.time()
-    features = pooled_features(model, np.stack([e.crop for e in pool.entries]), log=log)
+    log(f"Computing the backbone features of {len(pool.entries)} scans...")
+    features = pooled_features(model, np.stack([e.crop for e in pool.entries]))
     log(f"Computed the backbone features of {len(features)} scans in {time.time() - started:.0f} s.")
     buffer = io.BytesIO()
     np.save(buffer, features)
@@ -201,7 +199,7 @@ def _counts(pool, mask: np.ndarray) -> dict:
             for source in pool.source_names()}
 
 
-def fit_final(model, start_card, pool, features: np.ndarray, table: dict, args, log):
+def fit_final(model, start_card, pool, features: np.ndarray, summary: dict, args, log):
     """The start model with its head fitted on every source; returns (keras model, card dict)."""
     held = dedup.grouped_split(pool.groups, pool.labels, args.val_split, args.seed)
     train = (features[~held], pool.labels[~held], balance_weights(pool.sources[~held], pool.labels[~held],
@@ -227,7 +225,7 @@ def fit_final(model, start_card, pool, features: np.ndarray, table: dict, args, 
             val[1], val_probs, {"0.5": 0.5, "validation": threshold}, seed=args.seed).items() if k != "reliability"}},
         "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": args.balance,
                        "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)"},
-        "leave_one_source_out": {"table": "crossval.json", "summary": table["summary"],
+        "leave_one_source_out": {"table": "crossval.json", "summary": summary,
                                  "caveat": "the backbone is shared by every fold"},
     }
     return with_head(model, head), card
@@ -259,16 +257,11 @@ def run(args, log=print) -> dict:
         payload["folds"].append(run_fold(classifier.model, pool, features, name, args, log))
         write_table(args.out, payload)
     if not (args.no_final or args.keep_head):
-        model, card = fit_final(classifier.model, classifier.card, pool, features, report_table(args.out), args, log)
+        summary = json.loads((args.out / "crossval.json").read_text())["summary"]  # as write_table computed it
+        model, card = fit_final(classifier.model, classifier.card, pool, features, summary, args, log)
         save_classifier(model, card, args.out / "model")
         log(f"Wrote the refit model to {args.out / 'model'}.")
     return payload
-
-
-def report_table(out: Path) -> dict:
-    from train.crossval_table import recompute
-
-    return recompute(out / "crossval.json")
 
 
 def main(argv=None) -> int:
