@@ -264,7 +264,7 @@ def probability_ui(analysis) -> None:
     """The calibrated probability, its range over flipped views, and the verdict."""
     result = analysis.assessment
     st.metric("Tumour probability", f"{result.probability:.1%}",
-              help="Calibrated on scans from sources the model never trained on (see the model card).")
+              help="Calibrated on held-out scans the model did not train on (see the model card).")
     if result.high > result.low:
         st.caption(f"Range over the scan and its flipped views: {result.low:.1%}–{result.high:.1%}")
     st.markdown(support.verdict_text(analysis))

@@ -16,7 +16,10 @@ the models was trained on are removed from each evaluation set. The peers
 were trained on MOS, whose no-tumour class is Br35H; this project's model on
 Br35H; NAV is mostly Br35H copies. So the default "seen" folders are br35h,
 nav, mos/Training and mos/Testing. A seen folder that overlaps the evaluation
-set itself is left out of its reference. Missing peers are reported and skipped.
+set itself is left out of its reference. The shipped model's head also
+trained on part of LGG: on a set inside a source it trained on, only the scans
+of its held-out test split (scores.json of its training run, named by its
+card) are scored, by every model. Missing peers are reported and skipped.
 
 Speed: the crops and hashes come from the trainer's crop cache; each peer's
 outputs are kept per scan file in CACHE_DIR/peer-outputs (keyed by the SHA-256
@@ -305,6 +308,23 @@ def project_scorer(model_dir: Path | None, batch_size: int) -> tuple[Scorer, int
     return Scorer(f"this project ({classifier.model_id})", rule, score, model_file=str(classifier.directory)), size
 
 
+def model_held_out(model_dir: Path | None) -> tuple[set[str], list[Path]]:
+    """(paths under the shared data of the project model's held-out test scans, folders of the sources its head
+    trained on), from its card's training run (scores.json beside the leave-one-source-out table); (set(), [])
+    for a model whose card names no such run."""
+    from core.model import read_card
+    from train.folds import DEFAULT_SOURCES
+
+    card = read_card(model_dir or ROOT / "models" / "brain-mri-resnet50").to_dict()
+    table = (card.get("leave_one_source_out") or {}).get("table")
+    scores = ROOT / Path(table).parent / "scores.json" if table else None
+    if scores is None or not scores.is_file():
+        return set(), []
+    trained = card.get("data", {}).get("counts_after_deduplication", {}).get("train", {})
+    folders = [DATA / folder for source in trained for folder in DEFAULT_SOURCES.get(source, ())]
+    return set(json.loads(scores.read_text())["test"]["paths"]), folders
+
+
 # --- fair sets --------------------------------------------------------------------------------------------
 
 
@@ -355,15 +375,19 @@ def subsample(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked)).astype(int)
 
 
-def fair_set(folder: Path, scans: tuple, seen: dict, parts, limit: int | None = None, seed: int = 0) -> dict:
+def fair_set(folder: Path, scans: tuple, seen: dict, parts, limit: int | None = None, seed: int = 0,
+             only: set[str] | None = None) -> dict:
     """The scans of `folder` left once copies of the seen folders are removed (then at most `limit` per class).
 
-    scans: (samples, entries, unreadable) from read_folder; seen: {folder: fingerprints(entries)}.
+    scans: (samples, entries, unreadable) from read_folder; seen: {folder: fingerprints(entries)}; only: when
+    given, keep only scans whose path under the shared data is in it (the project model's held-out test).
     Returns samples, entries, labels int (n,) (1 tumour) and a JSON-ready report.
     """
     samples, entries, unreadable = scans
     removed, counts = find_copies(entries, folder, seen, parts)
     keep = [i for i in range(len(samples)) if i not in removed]
+    if only is not None:
+        keep = [i for i in keep if set_name(Path(samples[i].path)) in only]
     keep = [keep[i] for i in subsample(np.array([samples[i].label for i in keep]), limit, seed)]
     labels = np.array([samples[i].label for i in keep], dtype=int)
     report = {
@@ -372,7 +396,7 @@ def fair_set(folder: Path, scans: tuple, seen: dict, parts, limit: int | None = 
         "removed": {"exact": sum(c["exact"] for c in counts.values()),
                     "near": sum(c["near"] for c in counts.values()), "by_seen_folder": counts},
         "seen_folders": [str(ref) for ref in seen if not overlaps(ref, folder)],
-        "max_per_class": limit,
+        "max_per_class": limit, "only_the_models_held_out_test": only is not None,
         "n": {"tumour": int(labels.sum()), "no_tumour": int(len(labels) - labels.sum())},
     }
     return {"samples": [samples[i] for i in keep], "entries": [entries[i] for i in keep], "labels": labels,
@@ -520,9 +544,11 @@ def run(args: argparse.Namespace) -> dict:
         return read_folder(folder, parts, size, args.cache_dir, args.workers)
 
     seen = {folder: fingerprints(read(folder)[1]) for folder in args.seen}
+    held_out, trained = model_held_out(args.model)
     sets, rows = [], []
     for folder in args.sets:
-        fair = fair_set(folder, read(folder), seen, parts, args.max_per_class, args.seed)
+        only = held_out if any(overlaps(folder, done) for done in trained) else None
+        fair = fair_set(folder, read(folder), seen, parts, args.max_per_class, args.seed, only)
         sets.append(fair["report"])
         rows.extend(score_set(set_name(folder), fair, scorer, parts, args.bootstrap, args.seed) for scorer in scorers)
     return {"versions": versions(), "near_threshold": parts.near_threshold, "seen": [str(f) for f in args.seen],

@@ -1,8 +1,9 @@
 """The model card in a few readable lines: what the app's model panel and the PDF reports show.
 
 Cards written by `python -m train` are summarised (training counts, external test
-results with their intervals); other cards' `data` and `metrics` entries are
-shown as given.
+results with their intervals), cards written by `python -m train.refit` by their
+leave-one-source-out rows and held-out test; other cards' `data` and `metrics`
+entries are shown as given.
 """
 
 from __future__ import annotations
@@ -81,6 +82,23 @@ def _external_result(source: str, result: dict[str, Any]) -> str:
     return text
 
 
+def _unseen_and_held_out(card: ModelCard) -> str:
+    """A head refit card's leave-one-source-out rows, then its in-distribution test per source ('' if none)."""
+    loso = card.extra.get("leave_one_source_out")
+    rows = loso.get("rows") if isinstance(loso, dict) else None
+    test = card.metrics.get("test")
+    parts = []
+    for row in rows if isinstance(rows, list) else ():
+        if isinstance(row, dict) and row.get("auc") is not None:
+            parts.append(f"{row.get('held_out')}: AUC {_number(row['auc'])} (95% CI {_number(row.get('auc_low'))}–"
+                         f"{_number(row.get('auc_high'))}), balanced accuracy {_number(row.get('balanced_accuracy'))}")
+    text = f"a source left out of training (leave-one-source-out): {'; '.join(parts)}" if parts else ""
+    if isinstance(test, dict) and all(isinstance(result, dict) for result in test.values()):
+        held = "; ".join(_external_result(source, result) for source, result in test.items())
+        text += (". " if text else "") + f"held-out scans of its training sources: {held}"
+    return text
+
+
 def card_summary(card: ModelCard) -> dict[str, str]:
     """What the page always shows about the model, taken from its (validated) model card.
 
@@ -89,6 +107,7 @@ def card_summary(card: ModelCard) -> dict[str, str]:
     """
     data = _training_data(card) or describe(card.data if card.data is not None else "not stated in the model card")
     external = "; ".join(_external_result(source, result) for source, result in card.external_test.items())
+    external = external or _unseen_and_held_out(card)
     return {
         "name": card.name,
         "data": data,

@@ -13,8 +13,10 @@ Dense 1 sigmoid) is fitted on them, starting from the model's own head. Writes t
   crossval.{json,csv,md,png}; each fold's head sees only the other sources. The backbone is shared by
   every fold, so a fold holding out a source the start model trained on (the shipped model: Br35H) is
   not independent; the table says so in its title.
-- model/ (unless --no-final): the start model with its head fitted on every source, its threshold chosen
-  on a validation split of whole groups (copies, LGG patients), and a card that records the table.
+- model/ (unless --no-final): the start model with its head fitted on every source, split by whole group
+  (copies, LGG patients) into train, validation (threshold, calibration) and test, with a card that records
+  the table and every number of train.refit_final.card_numbers; scores.json holds the validation and test
+  scans' raw probabilities those numbers come from. --card-notes FILE adds the card's prose entries.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from train import cache, dedup, folds, metrics
+from train import cache, folds, metrics, refit_final
 from train.crossval import DATA_ROOT, _sources, fold_record
+from train.card import versions
 from train.crossval_table import write_table
 from train.data import DataError
 from train.options import add_label_arguments, new_parser
@@ -59,6 +62,8 @@ def parser():
                    help="weight each (source, class) cell equally (default) or each scan equally")
     p.add_argument("--val-split", type=float, default=0.1, help="validation fraction, by whole group")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--card-notes", type=Path, metavar="FILE",
+                   help="JSON object of card entries written as given (limitations, intended_use, ...)")
     p.add_argument("--cache-dir", type=Path, help="crop and feature cache (default: the crop cache)")
     p.add_argument("--workers", type=int, default=1, help="processes for cropping")
     add_label_arguments(p)
@@ -199,41 +204,83 @@ def _counts(pool, mask: np.ndarray) -> dict:
             for source in pool.source_names()}
 
 
-def fit_final(model, start_card, pool, features: np.ndarray, summary: dict, args, log):
-    """The start model with its head fitted on every source; returns (keras model, card dict)."""
-    held = dedup.grouped_split(pool.groups, pool.labels, args.val_split, args.seed)
-    train = (features[~held], pool.labels[~held], balance_weights(pool.sources[~held], pool.labels[~held],
-                                                                  args.balance))
-    val = (features[held], pool.labels[held])
-    head, epochs = fit_head(model, train, val, args, log=lambda text: log(f"[final] {text}"))
-    val_probs = predict_head(head, val[0])
-    threshold = metrics.choose_threshold(val[1], val_probs)
+def read_card_notes(path: Path | None) -> dict:
+    """The card's prose entries (e.g. limitations, intended_use) from a JSON object file; {} without one."""
+    if path is None:
+        return {}
+    try:
+        notes = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"--card-notes {path} is not a readable JSON file: {error}") from error
+    if not isinstance(notes, dict):
+        raise DataError(f"--card-notes {path} must hold a JSON object of card entries.")
+    return notes
+
+
+def loso_rows(out_dir: Path) -> list[dict]:
+    """The card's copy of the table rows crossval.json holds (AUC, interval, counts, balanced accuracy)."""
+    keep = ("held_out", "tumour", "no_tumour", "copies_removed", "auc", "auc_low", "auc_high", "threshold",
+            "balanced_accuracy", "sensitivity", "specificity")
+    return [{k: row[k] for k in keep} for row in json.loads((out_dir / "crossval.json").read_text())["rows"]]
+
+
+def fit_final(model, start_card, pool, features: np.ndarray, args, log):
+    """The start model with its head fitted on every source; returns (keras model, card dict, scores.json).
+
+    Split by train.refit_final.three_way_split; the card's numbers come from train.refit_final.card_numbers.
+    """
+    split = refit_final.three_way_split(pool.groups, pool.labels, args.val_split, args.seed)
+    parts = {part: split == part for part in ("train", "val", "test")}
+    train = (features[parts["train"]], pool.labels[parts["train"]],
+             balance_weights(pool.sources[parts["train"]], pool.labels[parts["train"]], args.balance))
+    head, epochs = fit_head(model, train, (features[parts["val"]], pool.labels[parts["val"]]), args,
+                            log=lambda text: log(f"[final] {text}"))
+    probs = {part: predict_head(head, features[parts[part]]) for part in ("val", "test")}
+    scores = refit_final.scores_payload(pool, split, probs, args.data_root)
+    numbers = refit_final.card_numbers(scores, seed=args.seed)
     card = {
-        **{k: v for k, v in start_card.to_dict().items()
-           if k not in ("weights_sha256", "calibration", "external_test", "test_including_training_copies")},
+        **{k: v for k, v in start_card.to_dict().items() if k not in ("weights_sha256", "external_test",
+                                                                      "test_including_training_copies")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "command": " ".join(["python -m train.refit"] + sys.argv[1:]),
+        "command": " ".join(["python -m train.refit"] + sys.argv[1:]), "seed": args.seed,
         "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "
                           f"{start_card.initialisation}); head refit on every source from that model's head",
-        "threshold": threshold, "threshold_method": "Youden's J on the validation split (whole groups)",
-        "data": {"counts_after_deduplication": {"train": _counts(pool, ~held), "val": _counts(pool, held)},
-                 "validation": f"{args.val_split:.0%} of every source's scans, by whole group "
-                               "(copies; LGG patients)",
-                 "sources": pool.report["sources"], "near_duplicate_rule": f"dHash 256-bit Hamming <= "
-                                                                           f"{args.near_threshold}"},
-        "metrics": {"validation": {k: v for k, v in metrics.evaluate(
-            val[1], val_probs, {"0.5": 0.5, "validation": threshold}, seed=args.seed).items() if k != "reliability"}},
+        "threshold": numbers["threshold"], "threshold_method": "Youden's J on the validation split",
+        "data": {"counts_after_deduplication": {part: _counts(pool, parts[part]) for part in parts},
+                 "validation": f"{args.val_split:.0%} of each class for validation and as much "
+                               "again for test, by whole group (copies; LGG patients); scores.json",
+                 "sources": pool.report["sources"],
+                 "near_duplicate_rule": f"dHash 256-bit Hamming <= {args.near_threshold}"},
+        "metrics": numbers["metrics"], "calibration": numbers["calibration"], "external_test": {},
         "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": args.balance,
-                       "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)"},
-        "leave_one_source_out": {"table": "crossval.json", "summary": summary,
-                                 "caveat": "the backbone is shared by every fold"},
+                       "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)",
+                       "versions": versions()},
+        "leave_one_source_out": {"table": str(args.out / "crossval.json"), "rows": loso_rows(args.out),
+                                 "summary": json.loads((args.out / "crossval.json").read_text())["summary"],
+                                 "caveat": "the backbone is shared by every fold and was trained on Br35H, so "
+                                           "only the other sources' rows are independent"},
+        **read_card_notes(args.card_notes),
     }
-    return with_head(model, head), card
+    return with_head(model, head), card, scores
+
+
+def write_final(model, card: dict, scores: dict, out_dir: Path) -> Path:
+    """scores.json beside the table, then out_dir/model (weights, card, calibration_reliability.png)."""
+    from core.atomic import write_atomic
+    from core.calibration import Calibration
+    from core.model import save_classifier
+    from train.calibrate import RELIABILITY_PLOT, plot_reliability
+
+    write_atomic(out_dir / refit_final.SCORES_FILE, json.dumps(scores) + "\n")
+    directory = save_classifier(model, card, out_dir / "model")
+    plot_reliability(directory / RELIABILITY_PLOT, Calibration.from_dict(card["calibration"]),
+                     refit_final.check_sets(scores))
+    return directory
 
 
 def run(args, log=print) -> dict:
     """The table (and the final model unless --no-final); returns crossval.json's payload."""
-    from core.model import load_classifier, save_classifier
+    from core.model import load_classifier
 
     classifier = load_classifier(args.model)
     size = classifier.input_size
@@ -257,10 +304,9 @@ def run(args, log=print) -> dict:
         payload["folds"].append(run_fold(classifier.model, pool, features, name, args, log))
         write_table(args.out, payload)
     if not (args.no_final or args.keep_head):
-        summary = json.loads((args.out / "crossval.json").read_text())["summary"]  # as write_table computed it
-        model, card = fit_final(classifier.model, classifier.card, pool, features, summary, args, log)
-        save_classifier(model, card, args.out / "model")
-        log(f"Wrote the refit model to {args.out / 'model'}.")
+        read_card_notes(args.card_notes)  # a bad notes file fails before the fit, not after
+        model, card, scores = fit_final(classifier.model, classifier.card, pool, features, args, log)
+        log(f"Wrote the refit model to {write_final(model, card, scores, args.out)}.")
     return payload
 
 
@@ -271,8 +317,9 @@ def main(argv=None) -> int:
         if getattr(args, name) < 1:
             print(f"error: --{name} must be at least 1. Received: {getattr(args, name)}", file=sys.stderr)
             return 2
-    if not 0 < args.val_split < 1:
-        print(f"error: --val-split must be between 0 and 1. Received: {args.val_split}", file=sys.stderr)
+    if not 0 < args.val_split < 0.5:
+        print(f"error: --val-split must be between 0 and 0.5 (validation and test each take that share). "
+              f"Received: {args.val_split}", file=sys.stderr)
         return 2
     try:
         run(args, log=lambda text: print(text, flush=True))

@@ -15,14 +15,27 @@ def shipped_card() -> dict:
     return json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
 
 
-def test_summary_shows_external_results_not_validation():
+def test_summary_shows_unseen_sources_then_held_out_test_not_validation():
     card = shipped_card()
-    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
-    mos = card["external_test"]["mos/Testing"]
-    low, high = mos["auc_ci95"]
-    assert f"mos/Testing: AUC {mos['auc']:.3f} (95% CI {low:.3f}–{high:.3f})" in summary["metrics"]
-    assert f"{mos['scans']} scans ({mos['no_tumour']} without tumour)" in summary["metrics"]
-    assert "validation" not in summary["metrics"]
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))["metrics"]
+    for row in card["leave_one_source_out"]["rows"]:
+        assert (f"{row['held_out']}: AUC {row['auc']:.3f} (95% CI {row['auc_low']:.3f}–{row['auc_high']:.3f}), "
+                f"balanced accuracy {row['balanced_accuracy']:.3f}") in summary
+    for source, result in card["metrics"]["test"].items():
+        low, high = result["auc_ci95"]
+        assert f"{source}: AUC {result['auc']:.3f} (95% CI {low:.3f}–{high:.3f})" in summary
+        assert f"{result['scans']} scans ({result['no_tumour']} without tumour)" in summary
+    assert summary.index("leave-one-source-out") < summary.index("held-out scans of its training sources")
+    assert "validation" not in summary
+
+
+def test_summary_shows_external_results_of_a_trainer_card():
+    mos = {"auc": 0.748, "auc_ci95": [0.634, 0.845], "scans": 898, "tumour": 861, "no_tumour": 37,
+           "at_card": {"balanced_accuracy": 0.699}, "duplicates_removed": {"exact": 406, "near": 7}}
+    card = {"name": "m", "external_test": {"mos/Testing": mos}, "metrics": {"validation": {"auc": 0.99}}}
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))["metrics"]
+    assert summary == ("mos/Testing: AUC 0.748 (95% CI 0.634–0.845), balanced accuracy 0.699 at the threshold, "
+                       "898 scans (37 without tumour), after removing 413 copies of training scans")
 
 
 def test_summary_shows_training_counts_and_initialisation():

@@ -257,3 +257,20 @@ def test_class_orders_match_the_installed_packages():
         block = config.split("class_names:")[1].split("\n\n")[0]
         indices = {name: int(index) for name, index in re.findall(r"^\s+(\w+):\s*(\d+)", block, re.M)}
         assert tuple(sorted(indices, key=indices.get)) == bench.PEERS[1].classes
+
+
+def test_on_a_source_the_shipped_model_trained_on_only_its_held_out_test_is_scored(data):
+    """The shipped head trained on part of LGG: its card leads to the held-out test split, and a fair set of
+    LGG keeps exactly those slices, for every model."""
+    held_out, trained = bench.model_held_out(None)
+    assert DATA / "lgg" in trained and held_out
+    assert all((DATA / path).is_file() for path in held_out)
+    folder = DATA / "lgg" / "no"
+    samples = [SimpleNamespace(path=path, label=0) for path in sorted(folder.iterdir())]
+    entries = [SimpleNamespace(dhash=np.zeros(32, np.uint8), pixel_sha=str(i)) for i in range(len(samples))]
+    parts = SimpleNamespace(find_duplicates=lambda *args: [], near_threshold=26)
+    fair = bench.fair_set(folder, (samples, entries, []), {}, parts, only=held_out)
+    expected = [s.path for s in samples if bench.set_name(s.path) in held_out]
+    assert [s.path for s in fair["samples"]] == expected and 0 < len(expected) < len(samples)
+    assert fair["report"]["only_the_models_held_out_test"]
+    assert not bench.fair_set(folder, (samples, entries, []), {}, parts)["report"]["only_the_models_held_out_test"]

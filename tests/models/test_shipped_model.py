@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -11,10 +10,14 @@ import pytest
 
 from core import load_classifier, read_scan
 from core.model import CARD_FILE, DEFAULT_MODEL_DIR, MODEL_FILE, sha256_of
+from train.crossval_table import recompute
+from train.refit_final import SCORES_FILE, card_numbers
 
 REQUIRED_CARD_FIELDS = ("name", "command", "seed", "versions", "initialisation", "recipe", "data", "threshold",
-                        "threshold_method", "metrics", "external_test", "intended_use", "limitations",
-                        "weights_sha256")
+                        "threshold_method", "metrics", "leave_one_source_out", "calibration", "intended_use",
+                        "limitations", "weights_sha256")
+#: The run that fitted the shipped head: its leave-one-source-out table and scores.json.
+RUN_DIR = DEFAULT_MODEL_DIR / "training_runs" / "head_refit"
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +73,77 @@ def test_tampered_weights_are_refused(tmp_path):
         load_classifier(copy)
 
 
-@pytest.mark.slow
-def test_evaluate_reproduces_the_card(shipped, shared_data, tmp_path, monkeypatch):
-    """`python -m train.evaluate` on de-duplicated MOS Testing gives the card's external numbers exactly."""
-    from train.evaluate import run
+def test_card_numbers_recompute_from_the_committed_scores_and_table(shipped):
+    """Threshold, every metric block, Brier scores and calibration from scores.json; the leave-one-source-out
+    rows from crossval.json (train.crossval_table.recompute), as the card records them."""
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    scores = json.loads((RUN_DIR / SCORES_FILE).read_text())
+    numbers = json.loads(json.dumps(card_numbers(scores)))
+    assert card["threshold"] == numbers["threshold"] == shipped.threshold
+    assert card["metrics"] == numbers["metrics"]
+    assert card["calibration"] == numbers["calibration"]
+    table = recompute(RUN_DIR / "crossval.json")
+    assert card["leave_one_source_out"]["summary"] == table["summary"]
+    assert card["leave_one_source_out"]["rows"] == [{k: row[k] for k in card_row} for row, card_row in
+                                                    zip(table["rows"], card["leave_one_source_out"]["rows"])]
+    assert [row["held_out"] for row in table["rows"]] == ["br35h", "mos", "lgg"]
 
-    monkeypatch.setenv("BRAIN_MRI_CACHE", str(tmp_path / "cache"))
-    recorded = shipped.card.external_test["mos/Testing"]
-    args = argparse.Namespace(
-        model=str(DEFAULT_MODEL_DIR), data=[str(shared_data / "mos" / "Testing")],
-        exclude_duplicates_of=[str(shared_data / "br35h")], negative_classes=["no", "notumor", "no_tumor",
-                                                                             "normal", "healthy"],
-        near_threshold=recorded["duplicates_removed"]["near_threshold"], workers=2, seed=0)
-    result = run(args)["results"]["mos/Testing"]
-    assert result["scans"] == recorded["scans"]
-    assert result["auc"] == pytest.approx(recorded["auc"], abs=1e-9)
-    assert result["auc_ci95"] == pytest.approx(recorded["auc_ci95"], abs=1e-9)
-    for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"):
-        assert result["at_card"][key] == pytest.approx(recorded["at_card"][key], abs=1e-9)
-    assert result["at_card"]["confusion"] == recorded["at_card"]["confusion"]
+
+@pytest.mark.slow
+def test_card_counts_and_scores_reproduce_from_the_data(shipped, shared_data, tmp_path):
+    """From the data alone: each source's copies and kept counts, the three-way split, and the raw
+    probabilities scores.json holds (a seeded sample of test scans, scored again by the shipped model)."""
+    from train import cache, folds
+    from train.refit_final import three_way_split
+    from train.scoring import predict_crops
+
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    pool = folds.build_pool(folds.resolve_sources(shared_data), shipped.input_size, cache_dir=tmp_path,
+                            workers=2, log=lambda text: None)
+    assert pool.report["sources"] == card["data"]["sources"]
+    split = three_way_split(pool.groups, pool.labels, 0.1, seed=card["seed"])
+    for part, counts in card["data"]["counts_after_deduplication"].items():
+        for source, n in counts.items():
+            chosen = (split == part) & (pool.sources == source)
+            assert n == {"tumour": int(pool.labels[chosen].sum()), "no_tumour": int((pool.labels[chosen] == 0).sum())}
+    test = json.loads((RUN_DIR / SCORES_FILE).read_text())["test"]
+    pick = np.random.default_rng(0).choice(len(test["paths"]), 24, replace=False)
+    entries = cache.crop_all([shared_data / test["paths"][i] for i in pick], shipped.input_size, cache_dir=tmp_path)
+    probs = predict_crops(shipped.predict_inputs, np.stack([entry.crop for entry in entries]))
+    assert probs == pytest.approx([test["probs"][i] for i in pick], abs=1e-4)
+
+
+def _f(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def readme_rows(card: dict) -> list[str]:
+    """The README's table of the shipped model, one Markdown row per set, built from the card."""
+    rows = []
+    for row in card["leave_one_source_out"]["rows"]:
+        name = row["held_out"] + (" (not independent: the backbone trained on it)" if row["held_out"] == "br35h"
+                                  else "")
+        rows.append(f"| {name}, left out of the head's training | {row['tumour'] + row['no_tumour']} "
+                    f"({row['tumour']} / {row['no_tumour']}) | {_f(row['auc'])} [{_f(row['auc_low'])}, "
+                    f"{_f(row['auc_high'])}] | {_f(row['balanced_accuracy'])} | {_f(row['sensitivity'])} | "
+                    f"{_f(row['specificity'])} |")
+    for name, result in card["metrics"]["test"].items():
+        at = result["at_card"]
+        low, high = result["auc_ci95"]
+        rows.append(f"| {name}, held-out test (in-distribution) | {result['scans']} ({result['tumour']} / "
+                    f"{result['no_tumour']}) | {_f(result['auc'])} [{_f(low)}, {_f(high)}] | "
+                    f"{_f(at['balanced_accuracy'])} | {_f(at['sensitivity'])} | {_f(at['specificity'])} |")
+    return rows
+
+
+def test_readme_quotes_the_card():
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
+    missing = [row for row in readme_rows(card) if row not in readme]
+    assert not missing, "README.md does not quote these rows of the card:\n" + "\n".join(missing)
+    calibration = card["calibration"]
+    for name, after in calibration["after"].items():
+        before = calibration["before"][name]
+        assert (f"| {name} ({calibration['checked_on'][name]['tumour']} / {calibration['checked_on'][name]['no_tumour']})"
+                f" | {before['ece']:.3f} -> {after['ece']:.3f} | {before['brier']:.3f} -> {after['brier']:.3f} |") in readme
+    assert f"threshold, {card['threshold']:.3f}," in readme

@@ -11,6 +11,7 @@ import pytest
 from tests.train.conftest import make_loso_sources
 from train import refit
 from train.crossval_table import recompute
+from train.refit_final import card_numbers
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,10 @@ def test_head_on_features_is_the_model_and_with_head_changes_only_the_head(start
 def refit_run(shared_data, start_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("refit")
     sources = make_loso_sources(shared_data, root / "data")
+    notes = root / "notes.json"
+    notes.write_text(json.dumps({"limitations": ["written from the notes file"]}))
     args = ["--out", str(root / "run"), "--model", str(start_dir), "--epochs", "3", "--val-split", "0.3",
+            "--card-notes", str(notes),
             "--cache-dir", str(root / "cache"), *[f"--source={name}={path}" for name, path in sources.items()]]
     code = refit.main(args)
     return {"code": code, "run": root / "run", "args": args}
@@ -86,6 +90,22 @@ def test_refit_writes_the_table_and_a_model_that_loads(refit_run, capsys):
     counts = card["data"]["counts_after_deduplication"]
     total = sum(c["tumour"] + c["no_tumour"] for part in counts.values() for c in part.values())
     assert total == 20 + 18 + 24  # every kept scan: the two planted copies are br35h's, kept once
+    assert card["limitations"] == ["written from the notes file"]
+
+
+def test_refit_card_numbers_recompute_from_its_scores(refit_run):
+    from core.model import read_card
+
+    run = refit_run["run"]
+    scores = json.loads((run / "scores.json").read_text())
+    card = json.loads(read_card(run / "model").to_json())
+    numbers = json.loads(json.dumps(card_numbers(scores)))
+    assert card["threshold"] == numbers["threshold"]
+    assert card["metrics"] == numbers["metrics"] and card["calibration"] == numbers["calibration"]
+    counts = card["data"]["counts_after_deduplication"]
+    for part in ("val", "test"):
+        assert len(scores[part]["labels"]) == sum(c["tumour"] + c["no_tumour"] for c in counts[part].values())
+    assert (run / "model" / "calibration_reliability.png").is_file()
 
 
 def test_second_run_reads_the_cached_features(refit_run, tmp_path, capsys):
@@ -105,3 +125,13 @@ def test_refit_argument_errors(tmp_path, capsys):
     assert "--epochs must be at least 1" in capsys.readouterr().err
     assert refit.main(["--out", str(tmp_path), "--model", str(tmp_path / "none")]) == 2
     assert "No trained model found" in capsys.readouterr().err
+    assert refit.main(["--out", str(tmp_path), "--val-split", "0.5"]) == 2
+    assert "--val-split must be between 0 and 0.5" in capsys.readouterr().err
+
+
+def test_unreadable_card_notes_are_refused_before_anything_runs(tmp_path):
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    with pytest.raises(refit.DataError, match="must hold a JSON object"):
+        refit.read_card_notes(tmp_path / "notes.json")
+    with pytest.raises(refit.DataError, match="not a readable JSON file"):
+        refit.read_card_notes(tmp_path / "missing.json")
