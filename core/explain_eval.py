@@ -156,6 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--layer", help="layer to explain (default: the model card's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/explain-eval", metavar="DIR", help="output folder")
+    parser.add_argument("--write-card", action="store_true",
+                        help="also store the per-method table in the model's card (`explanations`)")
     return parser
 
 
@@ -181,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     sanity = randomisation_check(classifier, results, order[: settings.sanity_scans], settings)
     report = build_report(classifier, args, settings, results, sanity, time.perf_counter() - started)
     write_outputs(Path(args.out), report, results, cases, settings)
+    if getattr(args, "write_card", False):
+        write_card_entry(classifier.directory, report)
     print(markdown_table(report))
     print(f"wrote {JSON_FILE}, {CSV_FILE}, {FIGURE_FILE} in {args.out}", file=sys.stderr)
     return 0
@@ -448,6 +452,33 @@ def build_report(classifier, args, settings: Settings, results: Results, sanity:
         "timing": {"build_seconds": results.build_seconds, "total_seconds": seconds,
                    "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "keras": keras.__version__},
     }
+
+
+#: What the card keeps of each method's summary.
+CARD_KEYS = ("label", "slices", "patients", *(key for key, _ in SCORES), "drop_top", "drop_random", "ms_per_scan")
+
+
+def card_entry(report: dict) -> dict:
+    """The model card's `explanations`: per method the scores with 95% intervals (over patients), the mean
+    probability drops and time; the randomisation check; the settings; and the table as markdown_table prints it."""
+    local = ("data", "masks", "out", "model", "write_card")  # paths of this machine, and the option itself
+    settings = {k: v for k, v in report["arguments"].items() if k not in local}
+    return {"command": "python -m core explain-eval", "data": Path(report["arguments"]["data"]).name,
+            "settings": settings, "target": report["target"], "slices": report["slices"],
+            "methods": {m: {k: summary[k] for k in CARD_KEYS} for m, summary in report["methods"].items()},
+            "randomisation": [{"randomised_layers": stage["randomised_layers"], "spearman": stage["spearman"]}
+                              for stage in report["randomisation"]["stages"]],
+            "table": markdown_table(report)}
+
+
+def write_card_entry(model_dir: Path, report: dict) -> Path:
+    """Store card_entry(report) as the card's `explanations` (the weights and their hash unchanged)."""
+    from core.card import CARD_FILE
+    from core.model import read_card
+
+    card = read_card(model_dir).with_entries(explanations=json.loads(json.dumps(card_entry(report),
+                                                                                default=_json_default)))
+    return write_atomic(Path(model_dir) / CARD_FILE, card.to_json())
 
 
 def csv_text(report: dict) -> str:

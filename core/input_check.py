@@ -50,6 +50,14 @@ if TYPE_CHECKING:
 
 #: Longest side the features are measured at (larger scans are shrunk first).
 WORK_SIDE = 256
+#: trim_page: a page is brighter than PAGE_LEVEL; a picture's rows and columns hold more than PAGE_DARK_SHARE
+#: darker pixels; margins are cut when they cover PAGE_MIN_MARGIN of the image with at most PAGE_MARGIN_DARK
+#: of it dark, and the picture keeps PAGE_MIN_SIDE of each side.
+PAGE_LEVEL = 225
+PAGE_DARK_SHARE = 0.3
+PAGE_MIN_MARGIN = 0.05
+PAGE_MARGIN_DARK = 0.2
+PAGE_MIN_SIDE = 0.4
 #: A pixel is coloured when its channels differ by more than this many grey levels.
 COLOUR_CHROMA = 40
 #: Reject when more than this fraction of pixels is coloured (real slices: at most 0.04).
@@ -190,8 +198,33 @@ def _working_images(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     if pixels.ndim == 2:
-        return pixels, None
-    return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), pixels
+        return trim_page(pixels, None)
+    return trim_page(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), pixels)
+
+
+def trim_page(grey: np.ndarray, rgb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cut away bright margins around a picture: a slice pasted on a white page or framed by white panels.
+
+    grey: uint8 hxw; rgb: the same pixels uint8 hxwx3, or None. The picture is the box of the rows and columns
+    more than PAGE_DARK_SHARE of whose pixels are darker than PAGE_LEVEL (in areas wider than thin lines); the
+    margins outside it are cut only when they are at least PAGE_MIN_MARGIN of the image, almost all bright, and
+    the box keeps PAGE_MIN_SIDE of each side.
+    Returns the (possibly cut) grey and rgb images.
+    """
+    # opened, so that thin frame lines and text strokes on the page do not count as picture
+    dark = cv2.morphologyEx((grey < PAGE_LEVEL).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+    rows = np.flatnonzero(dark.mean(axis=1) > PAGE_DARK_SHARE)
+    cols = np.flatnonzero(dark.mean(axis=0) > PAGE_DARK_SHARE)
+    if not rows.size or not cols.size:
+        return grey, rgb
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    margin = np.ones_like(dark)
+    margin[top:bottom, left:right] = False
+    height, width = grey.shape
+    if (margin.mean() < PAGE_MIN_MARGIN or dark[margin].mean() > PAGE_MARGIN_DARK
+            or bottom - top < PAGE_MIN_SIDE * height or right - left < PAGE_MIN_SIDE * width):
+        return grey, rgb
+    return grey[top:bottom, left:right], None if rgb is None else rgb[top:bottom, left:right]
 
 
 def colour_fraction(rgb: np.ndarray) -> float:

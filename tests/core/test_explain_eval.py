@@ -95,6 +95,25 @@ def test_command_writes_json_csv_and_png(model_dir, lgg, tmp_path):
     assert not list(out.glob(".*tmp*"))  # atomic writes leave nothing behind
 
 
+def test_write_card_stores_the_table_in_the_models_card(model_dir, lgg, tmp_path, capsys):
+    import shutil
+
+    from core.model import load_classifier, read_card
+
+    model = shutil.copytree(model_dir, tmp_path / "model")
+    args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model), "--limit", "2",
+                 "--methods", "gradcam", "hirescam", "--sanity-scans", "1", "--curve-scans", "0", "--bootstrap",
+                 "50", "--examples", "1", "--draws", "1", "--out", str(tmp_path / "eval"), "--write-card")
+    assert explain_eval.run(args) == 0
+    entry = read_card(model).extra["explanations"]
+    report = json.loads((tmp_path / "eval" / explain_eval.JSON_FILE).read_text())
+    assert entry["table"] == explain_eval.markdown_table(report) and entry["table"] in capsys.readouterr().out
+    assert list(entry["methods"]) == ["gradcam", "hirescam"] and entry["data"] == lgg[0].name
+    assert entry["methods"]["gradcam"]["pointing_15px"] == report["methods"]["gradcam"]["pointing_15px"]
+    assert "--write-card" not in json.dumps(entry["settings"]) and entry["settings"]["limit"] == 2
+    load_classifier(model)  # the weights' hash still matches: only the card changed
+
+
 def test_methods_option_limits_the_work(model_dir, lgg, tmp_path):
     args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model_dir), "--limit", "3",
                  "--methods", "occlusion", "--slow-limit", "1", "--sanity-scans", "0", "--curve-scans", "0",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core import crop_brain, read_scan
-from core.input_check import LOW_SIGNAL_CONTRAST, InputCheck, check_input
+from core.input_check import LOW_SIGNAL_CONTRAST, InputCheck, check_input, trim_page
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
@@ -116,6 +116,27 @@ def test_real_slice_is_accepted(relative):
     result = _check(_real(relative))
     assert result.ok, f"{relative} rejected: {result.reason} {result.scores}"
     assert result.reason == ""
+
+
+@pytest.mark.parametrize("relative", ["nav/yes/Y89.JPG", "nav/yes/Y167.JPG", "nav/no/No16.jpg"])
+def test_slices_on_a_white_page_are_accepted(relative):
+    """Film photographs and figures: the slice pasted on white margins or panels, once with a thin frame line."""
+    result = _check(_real(relative))
+    assert result.ok, f"{relative} rejected: {result.reason}"
+
+
+def test_trim_page_cuts_bright_margins_but_not_thin_frames_or_a_dark_scan():
+    slice_ = _real("br35h/no/no1.jpg")
+    grey = slice_ if slice_.ndim == 2 else slice_[..., 0]
+    height, width = grey.shape
+    page = np.full((height + 80, width + 120), 250, np.uint8)
+    page[40:40 + height, 60:60 + width] = grey
+    page[5:7, :] = 0  # a thin frame line across the page
+    trimmed, rgb = trim_page(page, None)
+    assert rgb is None and abs(trimmed.shape[0] - height) <= 4 and abs(trimmed.shape[1] - width) <= 4
+    assert trim_page(grey, None)[0].shape == grey.shape  # a scan on its own dark background is left whole
+    white = np.full((100, 100), 255, np.uint8)
+    assert trim_page(white, None)[0].shape == white.shape  # nothing but page: nothing to keep, nothing cut
 
 
 def test_result_is_frozen_and_scores_are_floats():
