@@ -460,15 +460,22 @@ CARD_KEYS = ("label", "slices", "patients", *(key for key, _ in SCORES), "drop_t
 
 def card_entry(report: dict) -> dict:
     """The model card's `explanations`: per method the scores with 95% intervals (over patients), the mean
-    probability drops and time; the randomisation check; the settings; and the table as markdown_table prints it."""
+    probability drops and time; the randomisation check's mean Spearman correlation per stage; the settings;
+    and the table as markdown_table prints it."""
     local = ("data", "masks", "out", "model", "write_card")  # paths of this machine, and the option itself
     settings = {k: v for k, v in report["arguments"].items() if k not in local}
     return {"command": "python -m core explain-eval", "data": Path(report["arguments"]["data"]).name,
             "settings": settings, "target": report["target"], "slices": report["slices"],
             "methods": {m: {k: summary[k] for k in CARD_KEYS} for m, summary in report["methods"].items()},
-            "randomisation": [{"randomised_layers": stage["randomised_layers"], "spearman": stage["spearman"]}
+            "randomisation": [{"randomised_layers": stage["randomised_layers"],
+                               "mean_spearman": {m: _finite(v.get("mean")) for m, v in stage["spearman"].items()}}
                               for stage in report["randomisation"]["stages"]],
             "table": markdown_table(report)}
+
+
+def _finite(value):
+    """A float, or None for NaN (the card stays strict JSON)."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def write_card_entry(model_dir: Path, report: dict) -> Path:

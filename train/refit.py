@@ -239,8 +239,10 @@ def fit_final(model, start_card, pool, features: np.ndarray, args, log):
     scores = refit_final.scores_payload(pool, split, probs, args.data_root)
     numbers = refit_final.card_numbers(scores, seed=args.seed)
     card = {
+        # the start model's own results describe its head, not this one
         **{k: v for k, v in start_card.to_dict().items() if k not in ("weights_sha256", "external_test",
-                                                                      "test_including_training_copies")},
+                                                                      "test_including_training_copies",
+                                                                      "explanations")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "command": " ".join(["python -m train.refit"] + sys.argv[1:]), "seed": args.seed,
         "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "
