@@ -111,7 +111,7 @@ def warm_up(classifier) -> None:
     blank = prepare_pixels(np.zeros((classifier.input_size, classifier.input_size), dtype=np.uint8),
                            classifier.input_size)
     assess(classifier, [blank])  # compiles the batch of test-time views
-    explain(classifier, blank, method="gradcam", target="tumour")
+    explain(classifier, blank, target="tumour")  # the default method, as the page first shows it
 
 
 def notes(analysis: Analysis, explanation=None, target_label: str = "Tumour") -> list[str]:

@@ -18,6 +18,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import script_runner
 
 import app_support as support
+from core.explain.registry import DEFAULT_METHOD
 from core.model import MODEL_DIR_ENV, load_classifier
 from core.scanio import ScanError
 
@@ -111,7 +112,8 @@ def controls_ui() -> Controls:
     with st.sidebar:
         st.header("Explanation")
         methods = support.methods()
-        method_label = st.radio("Method", list(methods), key="method")
+        method_label = st.radio("Method", list(methods), key="method",
+                                index=list(methods.values()).index(DEFAULT_METHOD))
         compare_label = st.selectbox("Compare with", [NO_COMPARISON] + [m for m in methods if m != method_label],
                                      key="compare", help="Show a second method's map beside the first.")
         target_label = st.radio("Explain evidence for", list(support.TARGETS), key="target")

@@ -53,7 +53,7 @@ from core.batch import (
     predict_rows,
     series_predict_rows,
 )
-from core.explain.registry import method_names
+from core.explain.registry import DEFAULT_METHOD, method_names
 from core.labels import LABELS, TUMOUR
 
 BATCH_SIZE = 32
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", metavar="DIR", help="model directory (default: the shipped model)")
     predict.add_argument("--csv", metavar="OUT.csv", help="write the table here (default: stdout)")
     predict.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per scan under DIR")
-    predict.add_argument("--method", choices=method_names(), default="gradcam",
-                         help="heatmap method (default: gradcam)")
+    predict.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
+                         help=f"heatmap method (default: {DEFAULT_METHOD})")
     predict.add_argument("--target", choices=LABELS, default=TUMOUR,
                          help="what the heatmap is evidence for (default: tumour)")
     predict.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",

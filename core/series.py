@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from core.explain.registry import DEFAULT_METHOD
 from core.labels import label_for
 from core.pipeline import PreparedScan, prepare_scan
 from core.scanio import ScanError
@@ -409,7 +410,7 @@ def _prepare(item: SeriesFile, size: int, check: Check | None) -> tuple[Prepared
     return scan, (NOT_BRAIN_MRI if reason else OK), reason
 
 
-def series_pages(classifier, analysis: SeriesAnalysis, method: str = "gradcam", target: str = "tumour",
+def series_pages(classifier, analysis: SeriesAnalysis, method: str = DEFAULT_METHOD, target: str = "tumour",
                  alpha: float = 0.4) -> list:
     """One :class:`core.report_pdf.ReportPage` per read slice, in slice order, each with its explanation.
 

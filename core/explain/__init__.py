@@ -1,6 +1,6 @@
 """Explain a prediction: heatmaps of where the model found evidence, and overlays.
 
-    explain(classifier, scan, method="gradcam", target="tumour") -> Explanation
+    explain(classifier, scan, method=DEFAULT_METHOD ("hirescam"), target="tumour") -> Explanation
 
 `scan` is a :class:`core.pipeline.PreparedScan` (or pixels, prepared here), so
 the map is computed on exactly the classifier's input, then resized to the
@@ -15,10 +15,10 @@ from core.explain.base import Explainer, Method, explainer_for
 from core.explain.drawing import blend, colourise
 from core.explain.explanation import OVERLAY_ON, Explanation, explain
 from core.explain.maps import is_blank, place_in_scan
-from core.explain.registry import METHODS, get_method, method_labels, method_names, register
+from core.explain.registry import DEFAULT_METHOD, METHODS, get_method, method_labels, method_names, register
 from core.labels import LABELS as TARGETS
 from core.pixels import to_rgb
 
-__all__ = ["METHODS", "OVERLAY_ON", "TARGETS", "Explainer", "Explanation", "Method", "blend", "colourise",
+__all__ = ["DEFAULT_METHOD", "METHODS", "OVERLAY_ON", "TARGETS", "Explainer", "Explanation", "Method", "blend", "colourise",
            "explain", "explainer_for", "get_method", "is_blank", "method_labels", "method_names",
            "place_in_scan", "register", "to_rgb"]

@@ -9,7 +9,7 @@ import numpy as np
 from core.explain.base import explainer_for
 from core.explain.drawing import blend
 from core.explain.maps import is_blank, place_in_scan, to_crop
-from core.explain.registry import get_method
+from core.explain.registry import DEFAULT_METHOD, get_method
 from core.labels import LABELS
 from core.model import LAST_CONV_LAYER
 from core.pipeline import OfScan, PreparedScan, as_prepared
@@ -59,7 +59,7 @@ class Explanation(OfScan):
         return blend(self.crop.image, self.crop_heatmap, alpha)
 
 
-def explain(classifier, scan: PreparedScan | np.ndarray, method: str = "gradcam", target: str = "tumour",
+def explain(classifier, scan: PreparedScan | np.ndarray, method: str = DEFAULT_METHOD, target: str = "tumour",
             layer: str | None = None) -> Explanation:
     """Explain the classifier's prediction for one scan.
 

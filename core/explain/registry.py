@@ -10,6 +10,10 @@ from core.explain import gradcam, gradcam_plus_plus, hirescam, layercam, occlusi
 from core.explain.base import Method
 
 METHODS: dict[str, Method] = {}
+#: What the app shows first and `explain()` / `--method` use unless told otherwise: the method with the best
+#: localisation and faithfulness for the shipped model in `python -m core explain-eval` (the card's
+#: `explanations`; README, "How far to trust the maps").
+DEFAULT_METHOD = "hirescam"
 
 
 def register(method: Method) -> Method:

@@ -78,6 +78,7 @@ def test_model_card_and_disclaimer_always_visible(model_env):
 
     assert at.radio[0].options == list(method_labels())  # every registered method, in table order
     assert at.radio[0].options[:3] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+    assert at.radio[0].value == "HiResCAM"  # the default method (core.explain.DEFAULT_METHOD) is shown first
     assert at.selectbox[0].label == "Compare with" and at.selectbox[0].value == "(none)"
     assert at.slider[0].value == pytest.approx(0.4)
 
@@ -98,7 +99,7 @@ def test_valid_upload_gives_probability(model_env, classifier, request, kind, na
     captions = [c for img in at.image for c in img.captions]
     assert captions[:2] == ["Original, crop box in green", "Cropped brain (model input)"]
     assert len(at.image) == 3, "original, crop and overlay"
-    assert captions[2] == "Grad-CAM: evidence for tumour"
+    assert captions[2] == "HiResCAM: evidence for tumour"
     assert [b.label for b in at.download_button] == ["Overlay (PNG)", "Report (JSON)", "Report (PDF)"]
     assert at.caption and any("Hiding the highlighted 15% of the brain" in c.value or "map is blank" in c.value
                               for c in at.caption)  # the map's faithfulness, in words
@@ -185,7 +186,7 @@ def test_opacity_change_only_reblends(model_env, jpeg_bytes, monkeypatch):
     at.radio[1].set_value("No tumour").run()
     _assert_clean(at)
     assert calls == {"analyse": 1, "explain": 2}, "a new target re-explains but does not re-classify"
-    assert at.image[2].captions == ["Grad-CAM: evidence for no tumour"]
+    assert at.image[2].captions == ["HiResCAM: evidence for no tumour"]
 
 
 def test_report_holds_the_result_and_no_patient_data(classifier, dicom_bytes, patient_tags):

@@ -307,10 +307,10 @@ def test_no_tumour_map_is_evidence_against(classifier, held_out):
 
 def test_explainer_is_built_once_and_reused(trained, held_out):
     clf = classifier_for(trained)
-    explain(clf, held_out[0][0])
+    explain(clf, held_out[0][0], method="gradcam")
     explainer = clf.explainers[LAYER]
     visualiser = explainer.cached("Gradcam", lambda: None)
-    explain(clf, held_out[0][1])
+    explain(clf, held_out[0][1], method="gradcam")
     assert clf.explainers[LAYER] is explainer and explainer.cached("Gradcam", lambda: None) is visualiser
     assert visualiser is not None
 

@@ -147,3 +147,16 @@ def test_readme_quotes_the_card():
         assert (f"| {name} ({calibration['checked_on'][name]['tumour']} / {calibration['checked_on'][name]['no_tumour']})"
                 f" | {before['ece']:.3f} -> {after['ece']:.3f} | {before['brier']:.3f} -> {after['brier']:.3f} |") in readme
     assert f"threshold, {card['threshold']:.3f}," in readme
+
+
+def test_readme_quotes_the_explanation_table_and_the_default_is_its_best_fast_method():
+    from core.explain import DEFAULT_METHOD
+    from core.explain_eval import SLOW_METHODS
+
+    explanations = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["explanations"]
+    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
+    missing = [line for line in explanations["table"].splitlines() if line not in readme]
+    assert not missing, f"README.md does not quote the card's explanation table: {missing}"
+    fast = {m: s for m, s in explanations["methods"].items() if m not in SLOW_METHODS}
+    best = max(fast, key=lambda m: (fast[m]["pointing_15px"]["value"], fast[m]["energy_inside"]["value"]))
+    assert DEFAULT_METHOD == best, f"the default method is {DEFAULT_METHOD}; the card's table favours {best}"
