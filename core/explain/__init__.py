@@ -19,6 +19,6 @@ from core.explain.registry import DEFAULT_METHOD, METHODS, get_method, method_la
 from core.labels import LABELS as TARGETS
 from core.pixels import to_rgb
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "OVERLAY_ON", "TARGETS", "Explainer", "Explanation", "Method", "blend", "colourise",
-           "explain", "explainer_for", "get_method", "is_blank", "method_labels", "method_names",
+__all__ = ["DEFAULT_METHOD", "METHODS", "OVERLAY_ON", "TARGETS", "Explainer", "Explanation", "Method", "blend",
+           "colourise", "explain", "explainer_for", "get_method", "is_blank", "method_labels", "method_names",
            "place_in_scan", "register", "to_rgb"]

@@ -143,9 +143,9 @@ def test_readme_quotes_the_card():
     assert not missing, "README.md does not quote these rows of the card:\n" + "\n".join(missing)
     calibration = card["calibration"]
     for name, after in calibration["after"].items():
-        before = calibration["before"][name]
-        assert (f"| {name} ({calibration['checked_on'][name]['tumour']} / {calibration['checked_on'][name]['no_tumour']})"
-                f" | {before['ece']:.3f} -> {after['ece']:.3f} | {before['brier']:.3f} -> {after['brier']:.3f} |") in readme
+        before, counts = calibration["before"][name], calibration["checked_on"][name]
+        assert (f"| {name} ({counts['tumour']} / {counts['no_tumour']}) | {before['ece']:.3f} -> {after['ece']:.3f} "
+                f"| {before['brier']:.3f} -> {after['brier']:.3f} |") in readme
     assert f"threshold, {card['threshold']:.3f}," in readme
 
 
