@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +108,9 @@ def test_card_counts_and_scores_reproduce_from_the_data(shipped, shared_data, tm
             chosen = (split == part) & (pool.sources == source)
             assert n == {"tumour": int(pool.labels[chosen].sum()), "no_tumour": int((pool.labels[chosen] == 0).sum())}
     test = json.loads((RUN_DIR / SCORES_FILE).read_text())["test"]
+    in_test = [Path(sample.path).resolve().relative_to(shared_data).as_posix()
+               for sample, part in zip(pool.samples, split) if part == "test"]
+    assert in_test == test["paths"]  # the same scans, in the same order
     pick = np.random.default_rng(0).choice(len(test["paths"]), 24, replace=False)
     entries = cache.crop_all([shared_data / test["paths"][i] for i in pick], shipped.input_size, cache_dir=tmp_path)
     probs = predict_crops(shipped.predict_inputs, np.stack([entry.crop for entry in entries]))
