@@ -106,10 +106,18 @@ def calibrate(args) -> tuple[Calibration, dict]:
     check = _scores(classifier, args.check, 1, args, train_entries)
     labels = np.concatenate([labels for labels, _ in fit.values()])
     slope, intercept = fit_platt(labels, np.concatenate([raw for _, raw in fit.values()]))
-    fitted = Calibration(slope=slope, intercept=intercept, fitted_on=_counts(fit), checked_on=_counts(check))
+    return checked_calibration(slope, intercept, _counts(fit), check), check
+
+
+def checked_calibration(slope: float, intercept: float, fitted_on: dict, check: dict) -> Calibration:
+    """The Platt map (slope, intercept) with its ECE and Brier score before and after on every check set.
+
+    fitted_on: {set name: {"tumour": n, "no_tumour": n}}; check: {set name: (labels int (n,), raw float (n,))}.
+    """
+    fitted = Calibration(slope=slope, intercept=intercept, fitted_on=fitted_on, checked_on=_counts(check))
     before = {name: _quality(y, raw) for name, (y, raw) in check.items()}
     after = {name: _quality(y, fitted(raw)) for name, (y, raw) in check.items()}
-    return dataclasses.replace(fitted, before=before, after=after), check
+    return dataclasses.replace(fitted, before=before, after=after)
 
 
 def plot_reliability(path, calibration: Calibration, check: dict) -> Path:

@@ -217,11 +217,16 @@ def read_card_notes(path: Path | None) -> dict:
     return notes
 
 
-def loso_rows(out_dir: Path) -> list[dict]:
-    """The card's copy of the table rows crossval.json holds (AUC, interval, counts, balanced accuracy)."""
+def loso_entry(out_dir: Path) -> dict:
+    """The card's `leave_one_source_out`: crossval.json's path, summary and rows (AUC, interval, counts,
+    threshold, balanced accuracy, sensitivity, specificity), as write_table computed them."""
     keep = ("held_out", "tumour", "no_tumour", "copies_removed", "auc", "auc_low", "auc_high", "threshold",
             "balanced_accuracy", "sensitivity", "specificity")
-    return [{k: row[k] for k in keep} for row in json.loads((out_dir / "crossval.json").read_text())["rows"]]
+    table = json.loads((out_dir / "crossval.json").read_text())
+    return {"table": str(out_dir / "crossval.json"), "rows": [{k: row[k] for k in keep} for row in table["rows"]],
+            "summary": table["summary"],
+            "caveat": "the backbone is shared by every fold and was trained on Br35H, so only the other sources' "
+                      "rows are independent"}
 
 
 def fit_final(model, start_card, pool, features: np.ndarray, args, log):
@@ -257,10 +262,7 @@ def fit_final(model, start_card, pool, features: np.ndarray, args, log):
         "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": args.balance,
                        "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)",
                        "versions": versions()},
-        "leave_one_source_out": {"table": str(args.out / "crossval.json"), "rows": loso_rows(args.out),
-                                 "summary": json.loads((args.out / "crossval.json").read_text())["summary"],
-                                 "caveat": "the backbone is shared by every fold and was trained on Br35H, so "
-                                           "only the other sources' rows are independent"},
+        "leave_one_source_out": loso_entry(args.out),
         **read_card_notes(args.card_notes),
     }
     return with_head(model, head), card, scores

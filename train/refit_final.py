@@ -9,13 +9,13 @@ writes to scores.json beside the table, so a test recomputes the card from that 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from core.calibration import Calibration, expected_calibration_error, fit_platt
+from core.calibration import fit_platt
 from train import dedup, metrics
+from train.calibrate import checked_calibration
 
 SCORES_FILE = "scores.json"
 #: Name of the pooled test set beside the per-source ones.
@@ -38,15 +38,6 @@ def three_way_split(groups: np.ndarray, labels: np.ndarray, fraction: float, see
 def _part(scores: dict, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     part = scores[name]
     return np.asarray(part["sources"]), np.asarray(part["labels"], dtype=int), np.asarray(part["probs"], float)
-
-
-def _counts(labels: np.ndarray) -> dict:
-    return {"tumour": int(labels.sum()), "no_tumour": int(len(labels) - labels.sum())}
-
-
-def _quality(labels: np.ndarray, probs: np.ndarray) -> dict:
-    return {"ece": expected_calibration_error(labels, probs), "brier": float(np.mean((probs - labels) ** 2)),
-            "scans": int(len(labels))}
 
 
 def _evaluate(labels, probs, thresholds: dict, seed: int) -> dict:
@@ -72,13 +63,8 @@ def card_numbers(scores: dict, seed: int = 0) -> dict:
     threshold = metrics.choose_threshold(val_labels, val_probs)
     slope, intercept = fit_platt(val_labels, val_probs)
     checks = check_sets(scores)
-    calibration = Calibration(
-        slope=slope, intercept=intercept,
-        fitted_on={"validation split, every source": _counts(val_labels)},
-        checked_on={name: _counts(labels) for name, (labels, _) in checks.items()})
-    calibration = dataclasses.replace(
-        calibration, before={name: _quality(labels, probs) for name, (labels, probs) in checks.items()},
-        after={name: _quality(labels, calibration(probs)) for name, (labels, probs) in checks.items()})
+    calibration = checked_calibration(slope, intercept, {"validation split, every source": {
+        "tumour": int(val_labels.sum()), "no_tumour": int(len(val_labels) - val_labels.sum())}}, checks)
     return {
         "threshold": threshold,
         "metrics": {
