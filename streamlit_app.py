@@ -90,7 +90,7 @@ def model_ui(classifier) -> None:
     with st.container(border=True):
         st.markdown(f"**Model:** `{classifier.model_id}` · decision threshold **{summary['threshold']}**")
         st.caption(f"**Trained on:** {summary['data']}")
-        st.caption(f"**External test:** {summary['metrics']}")
+        st.caption(f"**Tested on:** {summary['metrics']}")
         st.caption(f"**Weights SHA-256:** `{summary['weights_sha256']}`")
 
 

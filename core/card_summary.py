@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from core.calibration import Calibration
 from core.card import ModelCard
 
 
@@ -99,6 +100,15 @@ def _unseen_and_held_out(card: ModelCard) -> str:
     return text
 
 
+def _threshold(card: ModelCard) -> str:
+    """The decision threshold on the scale the results are shown in: calibrated when the card has a calibration."""
+    raw = float(card.threshold)
+    if not card.calibration:
+        return _number(raw)
+    calibrated = float(Calibration.from_dict(card.calibration)([raw])[0])
+    return f"{_number(calibrated)} on the calibrated probability ({_number(raw)} on the raw network output)"
+
+
 def card_summary(card: ModelCard) -> dict[str, str]:
     """What the page always shows about the model, taken from its (validated) model card.
 
@@ -112,6 +122,6 @@ def card_summary(card: ModelCard) -> dict[str, str]:
         "name": card.name,
         "data": data,
         "metrics": external or describe(card.metrics or "not stated in the model card"),
-        "threshold": _number(float(card.threshold)),
+        "threshold": _threshold(card),
         "weights_sha256": card.weights_sha256 or "unknown",
     }

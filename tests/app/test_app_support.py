@@ -7,6 +7,7 @@ import json
 import pytest
 
 import app_support
+from core.calibration import Calibration
 from core.card import CardError, ModelCard
 from core.model import CARD_FILE, DEFAULT_MODEL_DIR
 
@@ -45,7 +46,14 @@ def test_summary_shows_training_counts_and_initialisation():
     for source, counts in train.items():
         assert f"train: {source} {counts['tumour']} tumour / {counts['no_tumour']} no tumour" in summary["data"]
     assert card["initialisation"] in summary["data"]
-    assert summary["threshold"] == f"{card['threshold']:.3f}"
+    calibrated = Calibration.from_dict(card["calibration"])([card["threshold"]])[0]
+    assert summary["threshold"] == (f"{calibrated:.3f} on the calibrated probability "
+                                    f"({card['threshold']:.3f} on the raw network output)")
+
+
+def test_threshold_of_a_card_without_calibration_is_the_raw_one():
+    card = ModelCard.from_dict({"name": "m", "threshold": 0.42}, require_hash=False)
+    assert app_support.card_summary(card)["threshold"] == "0.420"
 
 
 def test_single_class_external_set_says_auc_is_undefined():
