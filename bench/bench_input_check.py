@@ -6,10 +6,11 @@ mos/Training, lgg; both classes) and per category of the non-MRI set that
 :func:`non_mri_images` assembles from images shipped inside installed packages (scikit-image,
 scikit-learn, matplotlib, networkx, pydicom) plus documents, charts, screenshots, noise, blank
 images and gradients drawn in code, twice: pixels only (as if every file were exported to PNG), and
-as uploaded (the DICOM files with their tags, as the app and the CLI check them). Nothing is
-written. Run from the repo root:
+as uploaded (the DICOM files with their tags, as the app and the CLI check them). With
+``--unseen-sources``, each source group's refusals by a check fitted without it (how the check may do on
+MR slices from a source it never saw). Nothing is written. Run from the repo root:
 
-    .venv/bin/python bench/bench_input_check.py [--runs 200] [--per-source N] [--list-rejected]
+    .venv/bin/python bench/bench_input_check.py [--runs 200] [--per-source N] [--list-rejected] [--unseen-sources]
 """
 
 from __future__ import annotations
@@ -536,6 +537,29 @@ def weights_source(weights: dict, threshold: float) -> str:
     return "\n".join([*lines, "}", f"MAX_EVIDENCE = {threshold!r}"])
 
 
+def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dict]]) -> dict[str, tuple[int, int]]:
+    """How the fitted check does on a source it never saw: for each source group (FIT_GROUPS), TAILS,
+    WEIGHTS and MAX_EVIDENCE are fitted as --fit does on the other groups' slices only, and that group's
+    slices are judged by them. Returns {source: (refused, judged)}, counting the slices that pass the hard
+    rules with a raw contrast of at least LOW_SIGNAL_CONTRAST (:func:`_rule_passed`); the rules are not fitted.
+    """
+    from core.input_check import tail_scores
+
+    counts: dict[str, list[int]] = {}
+    for held_out in sorted(set(FIT_GROUPS.values())):
+        fit_rows = [row for row in real_rows if FIT_GROUPS[row[0]] != held_out]
+        tails = fit_tails(fit_rows)
+        weights, threshold = fit_weights(fit_rows, negative_scores, tails)
+        for source, _, _, _, scores in real_rows:
+            if FIT_GROUPS[source] != held_out or not _rule_passed(scores):
+                continue
+            evidence = sum(weights.get(key, 0.0) * value for key, value in tail_scores(scores, tails).items())
+            tally = counts.setdefault(source, [0, 0])
+            tally[0] += evidence > threshold
+            tally[1] += 1
+    return {source: (refused, judged) for source, (refused, judged) in sorted(counts.items())}
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -579,6 +603,21 @@ def _print_rates(title: str, rows: list, list_rejected: bool, ok_is_good: bool) 
             print(f"    {'PASSED' if ok else 'rejected'}  {group}  {name}  {reason}")
 
 
+def _print_unseen(rows: list, negatives: list) -> None:
+    print("\nreal slices the hard rules pass, refused by a check fitted without their source group "
+          "(unseen_source_refusals) against the shipped check")
+    shipped = rejection_rates([row for row in rows if _rule_passed(row[4])])
+    for source, (refused, judged) in unseen_source_refusals(rows, negatives).items():
+        print(f"  {source:26s} unseen {refused:5d} / {judged:5d} = {100 * refused / judged:6.2f} %   shipped "
+              f"{shipped[source][0]:5d} / {shipped[source][1]:5d} = {100 * shipped[source][0] / shipped[source][1]:6.2f} %")
+
+
+def _rule_passed(scores: dict) -> bool:
+    from core.input_check import LOW_SIGNAL_CONTRAST, rule_reason
+
+    return scores.get("contrast", 0) >= LOW_SIGNAL_CONTRAST and not rule_reason(scores)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -593,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the real slices (default 2)")
     parser.add_argument("--list-rejected", action="store_true", help="list rejected real and passed non-MRI images")
     parser.add_argument("--fit", action="store_true", help="refit TAILS, WEIGHTS, MAX_EVIDENCE and print them")
+    parser.add_argument("--unseen-sources", action="store_true",
+                        help="also refit without each source group in turn and report its refusals")
     args = parser.parse_args(argv)
 
     median, p90, cpu, what = time_check(args.runs)
@@ -609,9 +650,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = check_real(real_files(args.per_source), args.workers)
     _print_rates("real slices: rejection rate per source", rows, args.list_rejected, ok_is_good=True)
+    negatives = [(cat, measure(pixels)) for _, cat, pixels in augmented(images)] if args.fit or args.unseen_sources \
+        else []  # (category, scores)
+    if args.unseen_sources:
+        _print_unseen(rows, negatives)
     if args.fit:
         tails = fit_tails(rows)
-        negatives = [(cat, measure(pixels)) for _, cat, pixels in augmented(images)]  # (category, scores)
         weights, threshold = fit_weights(rows, negatives, tails)
         print("\n# paste into core/input_check.py\n" + weights_source(weights, threshold) + "\n" + tails_source(tails))
     return 0

@@ -100,3 +100,23 @@ def expected_calibration_error(labels, probabilities, bins: int = 10) -> float:
         if mask.any():
             error += mask.mean() * abs(labels[mask].mean() - probabilities[mask].mean())
     return float(error)
+
+
+def ece_uncertainty(labels, probabilities, draws: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """How much an ECE measured on these scans says, from `draws` seeded resamplings.
+
+    labels: int (n,) in {0, 1}; probabilities: float (n,) in [0, 1] (the ones being judged).
+    Returns {"ece_ci95": [low, high]}, the bootstrap interval of the ECE (scans resampled with
+    replacement), and {"ece_if_calibrated": [mean, 95th percentile]}, the ECE that a perfectly calibrated
+    model giving these probabilities would show on this many scans (labels drawn from the probabilities):
+    the part of a small set's ECE that sampling alone explains.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    resampled = [expected_calibration_error(labels[i], probabilities[i])
+                 for i in (rng.integers(0, n, n) for _ in range(draws))]
+    calibrated = [expected_calibration_error(rng.random(n) < probabilities, probabilities) for _ in range(draws)]
+    return {"ece_ci95": [float(v) for v in np.quantile(resampled, [0.025, 0.975])],
+            "ece_if_calibrated": [float(np.mean(calibrated)), float(np.quantile(calibrated, 0.95))]}

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic import write_atomic
-from core.calibration import Calibration, expected_calibration_error, fit_platt
+from core.calibration import Calibration, ece_uncertainty, expected_calibration_error, fit_platt
 from core.card import CARD_FILE
 from train import cache, dedup, metrics
 from train.data import DataError, discover_all
@@ -110,13 +110,15 @@ def calibrate(args) -> tuple[Calibration, dict]:
 
 
 def checked_calibration(slope: float, intercept: float, fitted_on: dict, check: dict) -> Calibration:
-    """The Platt map (slope, intercept) with its ECE and Brier score before and after on every check set.
+    """The Platt map (slope, intercept) with its ECE and Brier score before and after on every check set,
+    and after it how far each ECE can be trusted (`core.calibration.ece_uncertainty`).
 
     fitted_on: {set name: {"tumour": n, "no_tumour": n}}; check: {set name: (labels int (n,), raw float (n,))}.
     """
     fitted = Calibration(slope=slope, intercept=intercept, fitted_on=fitted_on, checked_on=_counts(check))
     before = {name: _quality(y, raw) for name, (y, raw) in check.items()}
-    after = {name: _quality(y, fitted(raw)) for name, (y, raw) in check.items()}
+    after = {name: {**_quality(y, fitted(raw)), **ece_uncertainty(y, fitted(raw))}
+             for name, (y, raw) in check.items()}
     return dataclasses.replace(fitted, before=before, after=after)
 
 
@@ -141,7 +143,9 @@ def main(argv=None) -> int:
     print(f"slope {calibration.slope:.4f}, intercept {calibration.intercept:.4f}; fitted on {calibration.fitted_on}")
     for name in calibration.after:
         b, a = calibration.before[name], calibration.after[name]
-        print(f"{name}: n={a['scans']} ECE {b['ece']:.4f} -> {a['ece']:.4f}, Brier {b['brier']:.4f} -> {a['brier']:.4f}")
+        print(f"{name}: n={a['scans']} ECE {b['ece']:.4f} -> {a['ece']:.4f} (95% CI {a['ece_ci95'][0]:.4f}-"
+              f"{a['ece_ci95'][1]:.4f}; a perfectly calibrated model: {a['ece_if_calibrated'][0]:.4f}), "
+              f"Brier {b['brier']:.4f} -> {a['brier']:.4f}")
     if args.json:
         write_atomic(args.json, json.dumps(calibration.to_dict(), indent=2) + "\n")
     if args.write_card:

@@ -83,3 +83,20 @@ def test_assess_spreads_over_views_and_calibrates():
     assert result.verdict == UNCERTAIN and "views" in result.describe()
     single = assess(_Constant(), [prepare_pixels(scan, 32)], tta=False)[0]
     assert single.low == single.high == single.probability
+
+
+def test_ece_uncertainty_separates_sampling_noise_from_miscalibration():
+    from core.calibration import ece_uncertainty
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.uniform(0.05, 0.95, 2000)
+    honest = (rng.random(2000) < probabilities).astype(int)
+    shifted = (rng.random(2000) < np.clip(probabilities - 0.15, 0, 1)).astype(int)  # 0.15 too high everywhere
+    small, large = (ece_uncertainty(honest[:n], probabilities[:n], draws=200) for n in (100, 2000))
+    assert small["ece_if_calibrated"][0] > 2 * large["ece_if_calibrated"][0]  # fewer scans, higher floor
+    honest_ece = expected_calibration_error(honest, probabilities)
+    assert large["ece_ci95"][0] <= honest_ece <= large["ece_ci95"][1]
+    assert honest_ece <= large["ece_if_calibrated"][1]  # within what sampling alone explains
+    miscalibrated = ece_uncertainty(shifted, probabilities, draws=200)
+    assert expected_calibration_error(shifted, probabilities) > 3 * miscalibrated["ece_if_calibrated"][1]
+    assert ece_uncertainty(honest, probabilities, draws=50) == ece_uncertainty(honest, probabilities, draws=50)

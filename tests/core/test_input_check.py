@@ -227,3 +227,22 @@ def test_edge_of_volume_sliver_is_refused_as_almost_no_brain(relative):
     result = _check(_real(relative))
     assert not result.ok
     assert result.reason.startswith("not a usable brain MRI slice: almost no brain in it"), result.reason
+
+
+def test_unseen_source_refusals_judge_each_group_by_a_fit_without_it(bench, non_mri, monkeypatch):
+    """bench --unseen-sources: every group's slices are judged by tails fitted on the other groups only."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared data sets not found at {DATA} (they live beside the repository; see README)")
+    rows = bench.check_real(bench.real_files(per_source=PER_SOURCE))
+    negatives = [(category, bench.measure(pixels)) for category, pixels in non_mri.values()]
+    fitted_on = []
+    fit_tails = bench.fit_tails
+    monkeypatch.setattr(bench, "fit_tails", lambda fit_rows: fitted_on.append(
+        {bench.FIT_GROUPS[row[0]] for row in fit_rows}) or fit_tails(fit_rows))
+    counts = bench.unseen_source_refusals(rows, negatives)
+    groups = sorted(set(bench.FIT_GROUPS.values()))
+    assert fitted_on == [set(groups) - {group} for group in groups]
+    assert set(counts) == set(bench.REAL_SOURCES)
+    for source, (refused, judged) in counts.items():
+        assert judged == sum(src == source and bench._rule_passed(scores) for src, _, _, _, scores in rows) > 0
+        assert 0 <= refused <= judged

@@ -148,7 +148,9 @@ def test_readme_quotes_the_card():
     calibration = card["calibration"]
     for name, after in calibration["after"].items():
         before, counts = calibration["before"][name], calibration["checked_on"][name]
+        (low, high), (floor, floor95) = after["ece_ci95"], after["ece_if_calibrated"]
         assert (f"| {name} ({counts['tumour']} / {counts['no_tumour']}) | {before['ece']:.3f} -> {after['ece']:.3f} "
+                f"| {low:.3f}–{high:.3f} | {floor:.3f} ({floor95:.3f}) "
                 f"| {before['brier']:.3f} -> {after['brier']:.3f} |") in readme
     assert f"threshold, {card['threshold']:.3f}," in readme
 
