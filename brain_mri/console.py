@@ -10,6 +10,7 @@
     brain-mri crossval ...              = python -m train.crossval (leave-one-source-out)
     brain-mri calibrate ...             = python -m train.calibrate
     brain-mri refit ...                 = python -m train.refit (head refit on a frozen backbone)
+    brain-mri recard ...                = python -m train.recard (a refit card's numbers from its scores)
 
 Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
@@ -33,6 +34,7 @@ COMMANDS = {
     "crossval": ("train.crossval", "main"),
     "calibrate": ("train.calibrate", "main"),
     "refit": ("train.refit", "main"),
+    "recard": ("train.recard", "main"),
 }
 
 
