@@ -1,7 +1,8 @@
 """Build the recipe's classifier; save and load it with its model card.
 
 The model is one flat functional graph: ResNet50's layers keep their Keras
-names (``conv5_block3_out`` ...), and the head hangs off ``base.output``:
+names (``conv5_block3_out`` ...), and the head hangs off ``base.output``
+(the "small" smoke-test backbone uses the same stage names):
 
     max_pool (GlobalMaxPooling2D) -> head_dense (Dense 512, relu)
     -> head_bn (BatchNormalization) -> head_dropout (Dropout 0.5)
@@ -26,7 +27,7 @@ from core.atomic import atomic_path, write_atomic
 from core.calibration import IDENTITY, Calibration
 from core.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
 from core.pipeline import PreparedScan, as_prepared
-from core.recipe import INPUT_SIZE, STAGES, default_trainable_from
+from core.recipe import BACKBONES, INPUT_SIZE, STAGES, default_trainable_from
 
 LOGIT_LAYER = "logit"
 OUTPUT_LAYER = "tumour_probability"
@@ -53,12 +54,17 @@ def _stage_of(layer_name: str) -> str:
     return "head"
 
 
-def _check_build_args(weights: Any, trainable_from: str | None, input_size: int) -> None:
+def _check_build_args(weights: Any, trainable_from: str | None, input_size: int, backbone: str) -> None:
     if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
         raise ValueError(
             "weights must be 'imagenet', None or a path to a weights file. "
             f"Received: weights={weights!r}"
         )
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}. Received: backbone={backbone!r}")
+    if backbone == "small" and weights is not None:
+        raise ValueError(f"The small backbone has no pretrained weights: build it with weights=None. "
+                         f"Received: weights={weights!r}")
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"No weights file at {str(weights)!r}. {_OFFLINE_HELP}")
     if trainable_from is not None and trainable_from not in STAGES:
@@ -71,7 +77,8 @@ def _check_build_args(weights: Any, trainable_from: str | None, input_size: int)
         )
 
 
-def build_model(weights: Any = "imagenet", trainable_from: str | None = None, input_size: int = INPUT_SIZE):
+def build_model(weights: Any = "imagenet", trainable_from: str | None = None, input_size: int = INPUT_SIZE,
+                backbone: str = "resnet50"):
     """The recipe's ResNet50 + head as one flat, uncompiled `keras.Model`.
 
     weights: 'imagenet' (downloaded by Keras), None (random init) or a path to
@@ -79,15 +86,32 @@ def build_model(weights: Any = "imagenet", trainable_from: str | None = None, in
     trainable_from: first trainable stage, one of conv1..conv5 or head. Default:
         'conv4' with pretrained weights (the recipe), 'conv1' (everything) with None.
     input_size: side of the square input, 32..1024.
+    backbone: 'resnet50' (the recipe) or 'small' (core.recipe.BACKBONES; weights must be None).
     Input: float32 (batch, input_size, input_size, 3), caffe-preprocessed.
     Output: float32 (batch, 1), tumour probability in [0, 1].
     """
-    _check_build_args(weights, trainable_from, input_size)
+    _check_build_args(weights, trainable_from, input_size, backbone)
     import keras
 
     if trainable_from is None:
         trainable_from = default_trainable_from(pretrained=weights is not None)
     inputs = keras.Input((input_size, input_size, 3), name="image")
+    features = _resnet50(inputs, weights) if backbone == "resnet50" else _small_backbone(inputs)
+    x = keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    x = keras.layers.Dense(512, activation="relu", name="head_dense")(x)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Dropout(0.5, name="head_dropout")(x)
+    x = keras.layers.Dense(1, name=LOGIT_LAYER)(x)
+    outputs = keras.layers.Activation("sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name=f"{backbone}_tumour")
+    set_trainable_from(model, trainable_from)
+    return model
+
+
+def _resnet50(inputs, weights: Any):
+    """ResNet50 without its top on `inputs`; its last block's output (conv5_block3_out)."""
+    import keras
+
     try:
         base = keras.applications.ResNet50(
             include_top=False,
@@ -100,15 +124,20 @@ def build_model(weights: Any = "imagenet", trainable_from: str | None = None, in
         raise RuntimeError(
             f"Could not download the ImageNet weights for ResNet50 ({error}). {_OFFLINE_HELP}"
         ) from error
-    x = keras.layers.GlobalMaxPooling2D(name="max_pool")(base.output)
-    x = keras.layers.Dense(512, activation="relu", name="head_dense")(x)
-    x = keras.layers.BatchNormalization(name="head_bn")(x)
-    x = keras.layers.Dropout(0.5, name="head_dropout")(x)
-    x = keras.layers.Dense(1, name=LOGIT_LAYER)(x)
-    outputs = keras.layers.Activation("sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name="resnet50_tumour")
-    set_trainable_from(model, trainable_from)
-    return model
+    return base.output
+
+
+def _small_backbone(inputs):
+    """Five conv-BN-ReLU stages (8..64 filters, stride 2 from conv2), named like ResNet50's stages so that
+    trainable_from and the explained layer (conv5_block3_out) mean the same; a 1/16-size feature map."""
+    import keras
+
+    x = inputs
+    for index, (stage, filters) in enumerate(zip(STAGES[:-1], (8, 16, 32, 64, 64))):
+        x = keras.layers.Conv2D(filters, 3, strides=1 if index == 0 else 2, padding="same", name=f"{stage}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{stage}_bn")(x)
+        x = keras.layers.ReLU(name="conv5_block3_out" if stage == "conv5" else f"{stage}_out")(x)
+    return x
 
 
 def set_trainable_from(model, trainable_from: str) -> None:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 #: Side of the square model input, in pixels.
 INPUT_SIZE = 224
+#: Backbones the model can be built on: the recipe's ResNet50, or a small CNN with ResNet50's stage and
+#: layer names (conv1..conv5, conv5_block3_out) that traces and trains in seconds on a CPU: for smoke tests
+#: of the training pipeline and the test suite, never for results.
+BACKBONES = ("resnet50", "small")
 #: ResNet50's stages in order; the recipe's head counts as the last one.
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
 #: First trainable stage with pretrained weights (the recipe freezes conv1-conv3) ...

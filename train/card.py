@@ -33,6 +33,10 @@ def versions() -> dict:
     return found
 
 
+#: The card's name for each backbone (core.recipe.BACKBONES).
+ARCHITECTURES = {"resnet50": "ResNet50", "small": "small CNN (5 conv stages, a smoke-test model, not for results)"}
+
+
 def _initialisation(settings: RunSettings) -> str:
     if settings.optimisation.weights == "imagenet":
         return "ImageNet (Keras download)"
@@ -64,7 +68,8 @@ def build_card(name: str, settings: RunSettings, data_report: dict, threshold: f
         "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": "binary: tumour (1) / no tumour (0) on a 2D brain MRI slice",
-        "architecture": "ResNet50 + GlobalMaxPooling2D, Dense 512 relu, BatchNorm, Dropout 0.5, Dense 1 sigmoid",
+        "architecture": f"{ARCHITECTURES[settings.backbone]} + GlobalMaxPooling2D, Dense 512 relu, BatchNorm, "
+                        "Dropout 0.5, Dense 1 sigmoid",
         "input": {"size": settings.image_size, "channels": "grey repeated to 3", "normalise": settings.normalise,
                   "preprocessing": "crop_brain -> prepare_crop -> "
                                    f"{'' if settings.normalise == 'none' else 'normalise_brain -> '}"

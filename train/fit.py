@@ -173,7 +173,7 @@ def train(settings: dict, train_batches, val_batches, run_dir: Path, placement, 
     else:
         with placement.scope():
             model = build_model(weights=settings.weights_for_build, trainable_from=settings.trainable_from,
-                                input_size=settings.image_size)
+                                input_size=settings.image_size, backbone=settings.backbone)
             if settings.bn_momentum is not None:
                 set_bn_momentum(model, settings.bn_momentum)
             compile_model(model, settings.optimisation.lr, settings.optimisation.label_smoothing)

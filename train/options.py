@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.recipe import AUGMENTATION, INPUT_SIZE, OPTIMISATION, STAGES
+from core.recipe import AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, STAGES
 from train import dedup
 from train.appearance import NORMALISATIONS, PRESETS
 from train.data import NEGATIVE_CLASSES
@@ -117,3 +117,7 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
                      help="BatchNormalization moving-average momentum (default: the model's 0.99; the crossval "
                           "small profile: 0.9); 0.9 lets short runs from random initialisation validate with "
                           "settled statistics")
+    gen.add_argument("--backbone", choices=BACKBONES, default="resnet50",
+                     help="resnet50 (the recipe) or small: a five-layer CNN with ResNet50's stage names that "
+                          "trains in seconds on a CPU, for smoke tests of the pipeline, never for results "
+                          "(needs --weights none)")

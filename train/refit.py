@@ -243,6 +243,11 @@ def fit_final(model, start_card, pool, features: np.ndarray, args, log):
     probs = {part: predict_head(head, features[parts[part]]) for part in ("val", "test")}
     scores = refit_final.scores_payload(pool, split, probs, args.data_root)
     numbers = refit_final.card_numbers(scores, seed=args.seed)
+    if numbers["calibration"]["slope"] <= 0:
+        raise DataError(f"The refit head ranks the validation scans backwards (Platt slope "
+                        f"{numbers['calibration']['slope']:.3f}), so no monotone calibration exists and no model "
+                        f"was written; the leave-one-source-out table in {args.out} stands. Check the sources' "
+                        "labels, or refit with more --epochs.")
     card = {
         # the start model's own results describe its head, not this one
         **{k: v for k, v in start_card.to_dict().items() if k not in ("weights_sha256", "external_test",

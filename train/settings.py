@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.recipe import AUGMENTATION, INPUT_SIZE, OPTIMISATION, Augmentation, Optimisation, default_trainable_from
+from core.recipe import (AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, Augmentation, Optimisation,
+                         default_trainable_from)
 from train import dedup
 from train.appearance import NORMALISATIONS, OFF, PRESETS, Appearance
 
@@ -40,8 +41,14 @@ class RunSettings:
     appearance: Appearance = OFF
     normalise: str = "none"
     bn_momentum: float | None = None
+    backbone: str = "resnet50"
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}. Received: {self.backbone!r}")
+        if self.backbone == "small" and self.pretrained:
+            raise ValueError("the small backbone has no pretrained weights: add --weights none. "
+                             f"Received: --weights {self.optimisation.weights}")
         if self.balance not in BALANCES:
             raise ValueError(f"balance must be one of {', '.join(BALANCES)}. Received: {self.balance!r}")
         if self.normalise not in NORMALISATIONS:
@@ -77,7 +84,7 @@ class RunSettings:
                 "brightness": list(self.augmentation.brightness), "seed": self.seed,
                 "near_threshold": self.near_threshold, "data": self.data, "balance": self.balance,
                 **{f"appearance_{k}": v for k, v in self.appearance.to_dict().items()}, "normalise": self.normalise,
-                "bn_momentum": self.bn_momentum}
+                "bn_momentum": self.bn_momentum, "backbone": self.backbone}
 
     def recipe(self) -> dict[str, Any]:
         """The card's `recipe` entry: every setting except the seed and the data."""
@@ -109,7 +116,7 @@ def augmentation_of(args) -> Augmentation:
 
 
 def generalisation_of(args) -> dict[str, Any]:
-    """balance, appearance, normalise and bn_momentum from parsed arguments (add_generalisation_arguments).
+    """balance, appearance, normalise, bn_momentum and backbone from parsed arguments (add_generalisation_arguments).
 
     --appearance names a preset (train.appearance.PRESETS); each --appearance-* option that is given
     overrides one of its entries. Parsers without these options give the recipe's defaults.
@@ -121,4 +128,5 @@ def generalisation_of(args) -> dict[str, Any]:
             "appearance": dataclasses.replace(preset, **{k: tuple(v) if isinstance(v, list) else v
                                                          for k, v in overrides.items()}),
             "normalise": getattr(args, "normalise", None) or "none",
-            "bn_momentum": getattr(args, "bn_momentum", None)}
+            "bn_momentum": getattr(args, "bn_momentum", None),
+            "backbone": getattr(args, "backbone", None) or "resnet50"}

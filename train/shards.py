@@ -6,7 +6,8 @@
 `pack` writes the weights as numbered .npz shards (large arrays as float16,
 which halves them; small ones such as batch-norm statistics stay float32)
 plus `manifest.json` holding the model card and the input size. `unpack`
-rebuilds the architecture with `core.build_model`, loads the weights and saves
+rebuilds the architecture with `core.build_model` (the backbone the card's
+recipe names, ResNet50 when it names none), loads the weights and saves
 a regular model directory whose card records the float16 round trip and
 carries the new weights' SHA-256.
 """
@@ -62,7 +63,8 @@ def unpack(shard_dir, model_dir) -> Path:
     for name in manifest["shards"]:
         with np.load(shard_dir / name, allow_pickle=False) as stored:
             weights.update({key: stored[key].astype(np.float32) for key in stored.files})
-    model = build_model(weights=None, input_size=manifest["input_size"])
+    recipe = manifest["card"].get("recipe") or {}
+    model = build_model(weights=None, input_size=manifest["input_size"], backbone=recipe.get("backbone", "resnet50"))
     model.set_weights([weights[key] for key in sorted(weights)])
     card = dict(manifest["card"])
     card.pop("weights_sha256", None)

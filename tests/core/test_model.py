@@ -177,6 +177,9 @@ BAD_BUILD = {
     "input_size small": (dict(weights=None, input_size=16), ValueError, "input_size=16"),
     "input_size float": (dict(weights=None, input_size=224.0), ValueError, "input_size=224.0"),
     "input_size bool": (dict(weights=None, input_size=True), ValueError, "input_size=True"),
+    "backbone unknown": (dict(weights=None, backbone="vgg16"), ValueError, "backbone='vgg16'"),
+    "small backbone pretrained": (dict(weights="imagenet", backbone="small"), ValueError,
+                                  "The small backbone has no pretrained weights"),
 }
 
 
@@ -185,6 +188,17 @@ def test_bad_build_arguments_are_refused_before_any_work(kwargs, error, named):
     with pytest.raises(error) as raised:
         build_model(**kwargs)
     assert named in str(raised.value)
+
+
+def test_small_backbone_has_the_recipe_head_and_resnet_stage_names():
+    small = build_model(weights=None, input_size=32, backbone="small", trainable_from="conv4")
+    names = [layer.name for layer in small.layers]
+    assert names[-6:] == ["max_pool", "head_dense", "head_bn", "head_dropout", LOGIT_LAYER, OUTPUT_LAYER]
+    assert small.get_layer(LAST_CONV_LAYER).output.shape[1:] == (2, 2, 64)
+    trainable = {layer.name: layer.trainable for layer in small.layers if layer.weights}
+    assert not trainable["conv3_conv"] and trainable["conv4_conv"] and trainable["head_dense"]
+    probabilities = small.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert probabilities.shape == (2, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
 
 
 def test_set_trainable_from_refuses_unknown_stage(model):

@@ -34,6 +34,9 @@ CASES = {
                        r"Nothing to resume in .*: it holds no run_settings\.json\. Start without --resume"),
     "resume_changed_settings": (["--train", "{tmp}/data", "--val-split", "0.2", "--resume", "--lr", "0.001"],
                                 r"--resume needs the interrupted run's settings; these differ: lr\."),
+    "small_backbone_pretrained": (["--train", "{tmp}/data", "--val-split", "0.2", "--backbone", "small",
+                                   "--weights", "imagenet"],
+                                  r"the small backbone has no pretrained weights: add --weights none"),
     "out_holds_a_run": (["--train", "{tmp}/data", "--val-split", "0.2"],
                         r".*out_out_holds_a_run already holds a run\. Choose another --out, or add --resume"),
 }

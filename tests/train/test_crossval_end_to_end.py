@@ -21,8 +21,8 @@ from train.crossval_table import recompute
 pytestmark = pytest.mark.slow
 
 SOURCES = ("br35h", "mos", "lgg")
-TINY = ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--val-split", "0.3", "--cap", "0",
-        "--test-cap", "0", "--workers", "1", "--cpu-replicas", "2"]
+TINY = ["--image-size", "32", "--backbone", "small", "--epochs", "1", "--batch-size", "8", "--val-split", "0.3",
+        "--cap", "0", "--test-cap", "0", "--workers", "1", "--cpu-replicas", "2"]
 #: A guard against hangs only (seconds), not a timing assertion: a loaded 2-core machine is slow.
 TIMEOUT = 3600
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.train.conftest import make_loso_sources
-from train import refit
+from train import refit, refit_final
 from train.crossval_table import recompute
 from train.refit_final import card_numbers
 
@@ -91,6 +91,17 @@ def test_refit_writes_the_table_and_a_model_that_loads(refit_run, capsys):
     total = sum(c["tumour"] + c["no_tumour"] for part in counts.values() for c in part.values())
     assert total == 20 + 18 + 24  # every kept scan: the two planted copies are br35h's, kept once
     assert card["limitations"] == ["written from the notes file"]
+
+
+def test_refit_whose_head_ranks_backwards_writes_no_model(refit_run, monkeypatch, tmp_path, capsys):
+    """A validation split the head ranks backwards has no monotone calibration: a clear error, no model."""
+    monkeypatch.setattr(refit_final, "fit_platt", lambda labels, probabilities: (-0.5, 0.0))
+    out = tmp_path / "run"
+    args = list(refit_run["args"]) + ["--held-out", "mos"]  # one fold is enough here
+    args[args.index("--out") + 1] = str(out)
+    assert refit.main(args) == 2
+    assert "ranks the validation scans backwards (Platt slope -0.500)" in capsys.readouterr().err
+    assert (out / "crossval.json").is_file() and not (out / "model").exists()
 
 
 def test_refit_card_numbers_recompute_from_its_scores(refit_run):

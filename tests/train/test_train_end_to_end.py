@@ -72,7 +72,7 @@ def runs(data, cli_env):
     out = {name: root / name for name in ("run_tf", "run_jax")}
     tf = start([*common, "--cpu-replicas", "2", "--out", out["run_tf"]], cli_env, root / "run_tf.log")
     jax_env = {**cli_env, **JAX_ENV}
-    jax_command = [*common, "--out", out["run_jax"]]
+    jax_command = [*common, "--backbone", "small", "--out", out["run_jax"]]  # the TF run keeps ResNet50
     jax = start(jax_command, {**jax_env, "BRAIN_MRI_INTERRUPT_AFTER_EPOCH": "1"}, root / "run_jax_1.log")
 
     results = {"dirs": out}
@@ -191,6 +191,7 @@ def test_tf_model_card(runs, data):
     assert card["weights_file"] == MODEL_FILE
     assert card["weights_sha256"] == sha256_of(run / "model" / MODEL_FILE)
     assert card["recipe"]["image_size"] == 32 and card["recipe"]["batch_size"] == 8
+    assert card["recipe"]["backbone"] == "resnet50" and card["architecture"].startswith("ResNet50 +")
 
 
 def test_evaluate_reproduces_the_run_test_auc(runs, data):
@@ -239,6 +240,8 @@ def test_jax_run_resumes_and_finishes(runs):
     card = classifier.card.to_dict()
     assert card["versions"]["keras_backend"] == "jax"
     assert "DataParallel over 2" in card["training_placement"]
+    assert card["recipe"]["backbone"] == "small" and card["architecture"].startswith("small CNN")
+    assert "conv5_block3_out" in {layer.name for layer in classifier.model.layers}  # the explained layer exists
     metrics = json.loads((run / "metrics.json").read_text())
     assert all(r["auc"] is not None for r in metrics["results"].values())
     probs = classifier.predict_inputs(np.zeros((3, 32, 32, 3), np.float32))
