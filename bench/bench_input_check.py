@@ -608,8 +608,9 @@ def _print_unseen(rows: list, negatives: list) -> None:
           "(unseen_source_refusals) against the shipped check")
     shipped = rejection_rates([row for row in rows if _rule_passed(row[4])])
     for source, (refused, judged) in unseen_source_refusals(rows, negatives).items():
+        now, total = shipped[source]
         print(f"  {source:26s} unseen {refused:5d} / {judged:5d} = {100 * refused / judged:6.2f} %   shipped "
-              f"{shipped[source][0]:5d} / {shipped[source][1]:5d} = {100 * shipped[source][0] / shipped[source][1]:6.2f} %")
+              f"{now:5d} / {total:5d} = {100 * now / total:6.2f} %")
 
 
 def _rule_passed(scores: dict) -> bool:
@@ -650,8 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = check_real(real_files(args.per_source), args.workers)
     _print_rates("real slices: rejection rate per source", rows, args.list_rejected, ok_is_good=True)
-    negatives = [(cat, measure(pixels)) for _, cat, pixels in augmented(images)] if args.fit or args.unseen_sources \
-        else []  # (category, scores)
+    negatives = []  # (category, scores) of the non-MRI set's framings, for fitting
+    if args.fit or args.unseen_sources:
+        negatives = [(cat, measure(pixels)) for _, cat, pixels in augmented(images)]
     if args.unseen_sources:
         _print_unseen(rows, negatives)
     if args.fit:

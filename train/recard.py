@@ -42,9 +42,14 @@ def recard(run: Path, model: Path) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(f"{scores_path} is not valid JSON ({error}).") from None
     card = read_card(model)
+    expected = f"{scores_path} must hold the 'val' and 'test' scores that python -m train.refit writes"
     if not isinstance(scores, dict) or not {"val", "test"} <= set(scores):
-        raise ValueError(f"{scores_path} must hold the 'val' and 'test' scores that python -m train.refit writes.")
-    numbers = refit_final.card_numbers(scores, seed=card.extra.get("seed", 0))
+        raise ValueError(f"{expected}.")
+    try:
+        numbers = refit_final.card_numbers(scores, seed=card.extra.get("seed", 0))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{expected} (sources, labels and probs for each); {error!r} is missing or "
+                         "malformed.") from None
     updated = card.with_entries(**numbers)
     plot_reliability(model / RELIABILITY_PLOT, Calibration.from_dict(numbers["calibration"]),
                      refit_final.check_sets(scores))

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from core.calibration import sigmoid
 from core.card import CARD_FILE
@@ -58,9 +59,14 @@ def test_recard_without_scores_says_so_and_leaves_the_card(tmp_path, capsys):
     assert (model / CARD_FILE).read_text() == card
 
 
-def test_recard_refuses_scores_without_both_splits(tmp_path, capsys):
+@pytest.mark.parametrize("broken", ["without test", "without probs"])
+def test_recard_refuses_scores_it_cannot_use(tmp_path, capsys, broken):
     model, run, scores = _model_and_run(tmp_path)
-    (run / SCORES_FILE).write_text(json.dumps({"val": scores["val"]}))
+    if broken == "without test":
+        del scores["test"]
+    else:
+        del scores["val"]["probs"]
+    (run / SCORES_FILE).write_text(json.dumps(scores))
     card = (model / CARD_FILE).read_text()
     assert recard.main(["--run", str(run), "--model", str(model)]) == 2
     assert "must hold the 'val' and 'test' scores" in capsys.readouterr().err
