@@ -5,7 +5,8 @@
 
 Retraining the whole network on every source needs a GPU (`python -m train.crossval --profile full`); the
 head does not. Each scan's pooled backbone features (float32 (2048,), the input of the recipe's head) are
-computed once at the model's input size and cached, and the head (Dense 512 relu, BatchNorm, Dropout 0.5,
+computed once at the model's input size and cached (keyed by the backbone's weights and the crops, so a
+model whose head was refit reuses them), and the head (Dense 512 relu, BatchNorm, Dropout 0.5,
 Dense 1 sigmoid) is fitted on them, starting from the model's own head. Writes to RUN_DIR:
 
 - the leave-one-source-out table, on the same folds as `train.crossval` (copies of training scans removed,
@@ -86,15 +87,28 @@ def pooled_features(model, crops: np.ndarray, batch_size: int = 32) -> np.ndarra
                          batch_size).reshape(len(crops), -1)
 
 
-def cached_features(model, weights_sha: str, pool, cache_dir: Path | None, log=print) -> np.ndarray:
-    """Pooled features of every pool scan, read from (or written to) the cache, keyed by weights and crops."""
+def backbone_sha(model) -> str:
+    """Hex SHA-256 of the backbone's weights (every layer before the pooled features, shapes included):
+    the same for every model that shares the backbone, whatever its head."""
+    digest = hashlib.sha256()
+    for weight in backbone(model).weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{weight.path}:{value.shape}:{value.dtype};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def cached_features(model, pool, cache_dir: Path | None, log=print) -> np.ndarray:
+    """Pooled features of every pool scan, read from (or written to) the cache, keyed by the backbone's
+    weights (backbone_sha, so a refit head reuses them) and the crops."""
     from core.atomic import write_atomic
 
     crops_key = hashlib.sha256("".join(e.pixel_sha for e in pool.entries).encode()).hexdigest()[:16]
-    path = Path(cache_dir or cache.default_cache_dir()) / "features" / f"{weights_sha[:16]}-{crops_key}.npy"
+    path = Path(cache_dir or cache.default_cache_dir()) / "features" / f"{backbone_sha(model)[:16]}-{crops_key}.npy"
+    width = model.get_layer("max_pool").output.shape[-1]
     if path.is_file():
         features = np.load(path)
-        if features.shape == (len(pool.entries), 2048):
+        if features.shape == (len(pool.entries), width):
             log(f"Read the backbone features of {len(features)} scans from {path}.")
             return features
     started = time.time()
@@ -301,7 +315,7 @@ def run(args, log=print) -> dict:
     if unknown:
         raise DataError(f"--held-out names unknown sources: {', '.join(sorted(unknown))}. "
                         f"Sources: {', '.join(pool.source_names())}.")
-    features = cached_features(classifier.model, classifier.card.weights_sha256, pool, args.cache_dir, log)
+    features = cached_features(classifier.model, pool, args.cache_dir, log)
     title = (f"{classifier.model_id} as it is (its own head)" if args.keep_head else
              f"head refit on {classifier.model_id}'s frozen backbone (balance {args.balance})")
     payload = {"title": f"{title}; the backbone is shared by every fold",

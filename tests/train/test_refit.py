@@ -56,6 +56,10 @@ def test_head_on_features_is_the_model_and_with_head_changes_only_the_head(start
         assert same == (layer.name != "head_dense"), layer.name
     assert np.allclose(np.asarray(changed.predict_on_batch(inputs))[:, 0], refit.predict_head(head, features),
                        atol=1e-5)
+    assert refit.backbone_sha(changed) == refit.backbone_sha(model)  # the feature cache key ignores the head
+    conv = changed.get_layer("conv5_block3_3_conv")
+    conv.set_weights([w + 0.01 for w in conv.get_weights()])
+    assert refit.backbone_sha(changed) != refit.backbone_sha(model)
 
 
 @pytest.fixture(scope="module")
