@@ -543,7 +543,7 @@ def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dic
     slices are judged by them. Returns {source: (refused, judged)}, counting the slices that pass the hard
     rules with a raw contrast of at least LOW_SIGNAL_CONTRAST (:func:`_rule_passed`); the rules are not fitted.
     """
-    from core.input_check import tail_scores
+    from core.input_check import tail_scores, weighted_evidence
 
     counts: dict[str, list[int]] = {}
     for held_out in sorted(set(FIT_GROUPS.values())):
@@ -553,7 +553,7 @@ def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dic
         for source, _, _, _, scores in real_rows:
             if FIT_GROUPS[source] != held_out or not _rule_passed(scores):
                 continue
-            evidence = sum(weights.get(key, 0.0) * value for key, value in tail_scores(scores, tails).items())
+            evidence = sum(weighted_evidence(tail_scores(scores, tails), weights).values())
             tally = counts.setdefault(source, [0, 0])
             tally[0] += evidence > threshold
             tally[1] += 1

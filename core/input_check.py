@@ -559,9 +559,11 @@ def _log_tail_probability(value: float, edges: tuple[float, ...], step: float) -
     return float(np.interp(value, edges, np.log10(TAIL_PROBS)))
 
 
-def weighted_evidence(tail: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
-    """Each tail score times its weight in WEIGHTS: the evidence it adds against an MR slice."""
-    return {key: WEIGHTS.get(key, 0.0) * value for key, value in tail.items()}
+def weighted_evidence(tail: Mapping[tuple[str, str], float], weights: Mapping[tuple[str, str], float] | None = None
+                      ) -> dict[tuple[str, str], float]:
+    """Each tail score times its weight (`weights`, default WEIGHTS): the evidence it adds against an MR slice."""
+    weights = WEIGHTS if weights is None else weights
+    return {key: weights.get(key, 0.0) * value for key, value in tail.items()}
 
 
 def evidence_reason(evidence: Mapping[tuple[str, str], float], scores: Mapping[str, float]) -> str:
