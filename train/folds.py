@@ -34,6 +34,9 @@ from train.dataset import Prepared, split_groups
 
 #: The three independent sources in ../shared/data (SOURCES.md): name -> folders under the data root.
 DEFAULT_SOURCES = {"br35h": ("br35h", "nav"), "mos": ("mos/Training", "mos/Testing"), "lgg": ("lgg",)}
+#: The same sources with LGG in all three sequences (FLAIR, plain T1, contrast T1; one source, same patients):
+#: the fine-tuning pool. DEFAULT_SOURCES stays as it is, so the shipped head refit's numbers reproduce.
+ALL_SEQUENCES = {**DEFAULT_SOURCES, "lgg": ("lgg", "lgg-t1pre", "lgg-t1post")}
 
 
 @dataclass
@@ -62,10 +65,11 @@ class Pool:
         return list(dict.fromkeys(s.source for s in self.samples))
 
 
-def resolve_sources(data_root: Path, overrides: dict[str, list[str]] | None = None) -> dict[str, list[Path]]:
-    """{source name: its folders}: DEFAULT_SOURCES under `data_root`, or `overrides` (name -> folders) when given."""
+def resolve_sources(data_root: Path, overrides: dict[str, list[str]] | None = None,
+                    defaults: dict[str, tuple[str, ...]] = DEFAULT_SOURCES) -> dict[str, list[Path]]:
+    """{source name: its folders}: `defaults` under `data_root`, or `overrides` (name -> folders) when given."""
     named = overrides or {name: [str(Path(data_root) / folder) for folder in folders]
-                          for name, folders in DEFAULT_SOURCES.items()}
+                          for name, folders in defaults.items()}
     if len(named) < 2:
         raise DataError(f"Leave-one-source-out needs at least two sources. Received: {', '.join(named) or 'none'}.")
     for name, folders in named.items():
@@ -76,10 +80,18 @@ def resolve_sources(data_root: Path, overrides: dict[str, list[str]] | None = No
     return {name: [Path(folder) for folder in folders] for name, folders in named.items()}
 
 
+def _patient_of(source: str, patient: str) -> str:
+    """'source:id' for a sample's 'folder:id' patient ("" stays "")."""
+    return f"{source}:{patient.split(':', 1)[1]}" if patient else ""
+
+
 def _discover(sources: dict[str, list[Path]], negative_classes) -> list:
+    """Samples of every source, each named by its source; a patient is named by source and id, so one
+    patient's slices in several folders of a source (LGG's FLAIR, T1 and contrast T1) share one group."""
     samples = []
     for name, folders in sources.items():
-        found = [dataclasses.replace(s, source=name) for s in discover_all(folders, negative_classes)]
+        found = [dataclasses.replace(s, source=name, patient=_patient_of(name, s.patient))
+                 for s in discover_all(folders, negative_classes)]
         check_two_classes(found, f"source {name!r}")
         samples += found
     return samples

@@ -27,11 +27,17 @@ EXPECTED_FOLDERS = {
     "mos/Training/pituitary": 1438,
     "lgg/yes": 607,
     "lgg/no": 1176,
+    "lgg-t1pre/yes": 572,
+    "lgg-t1pre/no": 1110,
+    "lgg-t1post/yes": 545,
+    "lgg-t1post/no": 1034,
 }
-EXPECTED_SCANS = 10343  # SOURCES.md's total
+EXPECTED_SCANS = 13604  # SOURCES.md's total
 LGG_PATIENTS = 53
 LGG_MASKS = 607
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+#: The LGG slices in plain and contrast T1: the same patients as lgg/ (SOURCES.md), and their patients' counts.
+LGG_T1_FOLDERS = {"lgg-t1pre": 51, "lgg-t1post": 48}
 
 
 def _files(folder):
@@ -62,6 +68,23 @@ def test_lgg_manifest_names_every_slice_its_patient_and_mask(shared_data):
         assert (row["label"] == "tumour") == tumour
         assert (int(row["mask_area_px"]) > 0) == tumour
         assert (row["file"].split("/")[1] in masks) == tumour
+
+
+@pytest.mark.parametrize("folder", sorted(LGG_T1_FOLDERS))
+def test_lgg_t1_manifests_match_the_flair_slices(shared_data, folder):
+    """Each T1 slice names its patient and the FLAIR slice it was cut from, with that slice's label and outline."""
+    with open(shared_data / "lgg" / "manifest.csv", newline="") as handle:
+        flair = {f"lgg/{row['file']}": row for row in csv.DictReader(handle)}
+    with open(shared_data / folder / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    files = {f"{sub}/{p.name}" for sub in ("yes", "no") for p in _files(shared_data / folder / sub)}
+    assert {row["file"] for row in rows} == files
+    assert len({row["patient"] for row in rows}) == LGG_T1_FOLDERS[folder]
+    for row in rows:
+        twin = flair[row["flair_file"]]
+        assert (row["patient"], row["label"], row["mask_area_px"]) == (
+            twin["patient"], twin["label"], twin["mask_area_px"])
+        assert row["file"].split("/")[0] == twin["file"].split("/")[0]
 
 
 @pytest.mark.parametrize("folder", sorted({name.split("/")[0] for name in EXPECTED_FOLDERS}))
@@ -95,3 +118,5 @@ def test_every_shared_scan_reads_and_crops(shared_data, folder):
         assert formats["PNG"] >= {"br35h": 13, "nav": 6}[folder]
     if folder == "lgg":
         assert formats == {"PNG": len(files)}
+    if folder in LGG_T1_FOLDERS:
+        assert formats == {"JPEG": len(files)}
