@@ -11,6 +11,7 @@
     brain-mri calibrate ...             = python -m train.calibrate
     brain-mri refit ...                 = python -m train.refit (head refit on a frozen backbone)
     brain-mri recard ...                = python -m train.recard (a refit card's numbers from its scores)
+    brain-mri finetune ...              = python -m train.finetune (resumable backbone fine-tuning)
 
 Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
@@ -34,6 +35,7 @@ COMMANDS = {
     "crossval": ("train.crossval", "main"),
     "calibrate": ("train.calibrate", "main"),
     "refit": ("train.refit", "main"),
+    "finetune": ("train.finetune", "main"),
     "recard": ("train.recard", "main"),
 }
 

@@ -11,7 +11,7 @@ trains on every source, holding out a validation split by whole groups.
 
 The start model's backbone is kept and its head re-initialised (it was fitted on every source, the held-out
 one included); a short warm-up trains the head alone, then every stage from --trainable-from on trains with
-BatchNorm frozen, batches drawn equally from each (source, class) cell, the recipe's geometry and brightness
+the backbone's BatchNorm frozen, batches drawn equally from each (source, class) cell, the recipe's geometry and brightness
 plus an appearance stack (train.appearance STANDARD: gamma, contrast, bias field, blur/sharpen,
 resampling, noise, JPEG; GIN random shallow convolutions; random non-monotonic intensity maps unless
 --no-intensity-maps), Adam at a constant rate and an exponential moving average of the weights
@@ -51,12 +51,15 @@ def parser():
     p.add_argument("--held-out", required=True, metavar="NAME", help="source to test on (mos, lgg), or none")
     p.add_argument("--model", type=Path, help="start model directory (default: the shipped model)")
     p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding br35h, nav, mos, lgg*")
+    p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
+                   help="a source and its folders (repeat; replaces the default br35h, mos, lgg in three sequences)")
     p.add_argument("--trainable-from", default="conv4", choices=("conv2", "conv3", "conv4", "conv5"),
                    help="first backbone stage trained")
     p.add_argument("--images", type=int, default=3 * PASS_IMAGES, help="augmented images after the warm-up")
     p.add_argument("--warmup-images", type=int, default=1920, help="images for training the fresh head alone")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (constant)")
+    p.add_argument("--warmup-lr", type=float, default=1e-3, help="Adam learning rate of the head's warm-up")
     p.add_argument("--ema", type=float, default=0.99, help="momentum of the weights' average per step; 0 = none")
     p.add_argument("--no-intensity-maps", dest="intensity_maps", action="store_false",
                    help="leave out the random non-monotonic intensity maps")
@@ -144,6 +147,7 @@ def fingerprint(start_sha: str, pool, split: dict, args) -> str:
 
 def loop_settings(args) -> LoopSettings:
     return LoopSettings(trainable_from=args.trainable_from, batch_size=args.batch_size, lr=args.lr,
+                        warmup_lr=args.warmup_lr,
                         warmup_steps=args.warmup_images // args.batch_size, steps=args.images // args.batch_size,
                         ema=args.ema, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
 
@@ -156,7 +160,10 @@ def run(args, log=print) -> dict | None:
     from core.model import load_classifier
 
     classifier = load_classifier(args.model)
-    pool = folds.build_pool(folds.resolve_sources(args.data_root, defaults=folds.ALL_SEQUENCES),
+    from train.crossval import _sources
+
+    sources = folds.resolve_sources(args.data_root, _sources(args), defaults=folds.ALL_SEQUENCES)
+    pool = folds.build_pool(sources,
                             classifier.input_size, cache_dir=args.cache_dir, workers=args.workers,
                             near_threshold=args.near_threshold, negative_classes=args.negative_classes, log=log)
     if args.held_out != "none" and args.held_out not in pool.source_names():

@@ -54,6 +54,12 @@ def variant_row(val: tuple, test: tuple, folders: np.ndarray, seed: int) -> dict
     return row
 
 
+def _relative(path, root) -> str:
+    """`path` relative to the data root where it lies inside it (as the data root's layout names it), else whole."""
+    path, root = Path(path).absolute(), Path(root).absolute()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, dict]:
     """(results, scores) of the four variants (module docstring); the model ends with the averaged weights
     (raw when there is no average) and BatchNorm as trained."""
@@ -79,19 +85,18 @@ def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, 
 
                 reestimate_batchnorm(model, crops["bn"])
             key = f"{name} weights, BatchNorm {bn}"
-            probs = {part: _probabilities(model, crops[part]) for part in ("val", "test")}
+            # rounded as stored in scores.json, so every figure recomputes from it exactly
+            probs = {part: np.round(_probabilities(model, crops[part]).astype(np.float64), 6) for part in ("val", "test")}
             rows[key] = variant_row((labels["val"], probs["val"]), (labels["test"], probs["test"]), folders,
                                     args.seed)
-            scores[key] = {part: probs[part].round(6).tolist() for part in probs}
+            scores[key] = {part: probs[part].tolist() for part in probs}
             log(f"{key}: " + (f"test AUC {rows[key]['test']['auc']:.3f}" if "test" in rows[key] else "scored"))
             for layer, state in zip(_bn_layers(model), bn_state):
                 layer.set_weights(state)
     final = weights["averaged"] if weights["averaged"] is not None else raw
     for variable, value in zip(model.trainable_variables, final):
         variable.assign(value)
-    root = Path(args.data_root).resolve()
-    paths = {part: [str(Path(pool.samples[i].path).resolve().relative_to(root)) for i in split[part]]
-             for part in ("val", "test")}
+    paths = {part: [_relative(pool.samples[i].path, args.data_root) for i in split[part]] for part in ("val", "test")}
     payload = {"scans": paths, "labels": {part: labels[part].tolist() for part in labels},
                "sources": {part: pool.sources[split[part]].tolist() for part in ("val", "test")},
                "variants": scores}

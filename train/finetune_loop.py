@@ -1,9 +1,10 @@
 """The resumable fine-tuning loop: balanced batches, BatchNorm frozen, a running average of the weights.
 
 A run has two phases: `warmup` trains only the recipe's head (freshly initialised, so its first random
-gradients never reach the backbone), then `main` trains every stage from `trainable_from` on. Every
-BatchNormalization layer stays frozen in both (inference mode: its statistics and scale do not move;
-small batches drawn from six cells would give noisy statistics). In `main` an exponential moving average
+gradients never reach the backbone) at `warmup_lr`, then `main` trains every stage from `trainable_from` on
+at `lr`. Every BatchNormalization layer of the backbone stays frozen in both (inference mode: its
+statistics and scale do not move; small batches drawn from six cells would give noisy statistics); the
+head's own (`head_bn`, over 512 features of a fresh layer) trains as in the recipe. In `main` an exponential moving average
 (EMA) of the trainable weights is kept beside them; the averaged weights are the run's result.
 
 Everything random is a function of (seed, step): the batch of step s is drawn by
@@ -34,6 +35,7 @@ from train.pipeline import balanced_order
 PHASES = ("warmup", "main")
 #: Head layers re-initialised at the start of a run (core.model.build_model names them).
 HEAD_LAYERS = ("head_dense", "head_bn", "logit")
+HEAD_BN = "head_bn"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class LoopSettings:
     trainable_from: str = "conv4"
     batch_size: int = 32
     lr: float = 1e-4
+    warmup_lr: float = 1e-3
     warmup_steps: int = 60
     steps: int = 360
     ema: float = 0.99
@@ -69,9 +72,9 @@ class LoopSettings:
             raise ValueError(f"warmup_steps and steps must be >= 0. Received: {self.warmup_steps}, {self.steps}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1). Received: ema={self.ema!r}")
-        if not self.lr > 0 or not self.checkpoint_minutes > 0:
-            raise ValueError(f"lr and checkpoint_minutes must be positive. Received: {self.lr}, "
-                             f"{self.checkpoint_minutes}")
+        if not (self.lr > 0 and self.warmup_lr > 0 and self.checkpoint_minutes > 0):
+            raise ValueError(f"lr, warmup_lr and checkpoint_minutes must be positive. Received: {self.lr}, "
+                             f"{self.warmup_lr}, {self.checkpoint_minutes}")
 
     @property
     def total_steps(self) -> int:
@@ -124,16 +127,17 @@ def fresh_head(model, seed: int) -> None:
 
 
 def configure(model, phase: str, settings: LoopSettings, run_eagerly: bool = False):
-    """Set what `phase` trains (BatchNorm always frozen) and compile with a new Adam; returns the model."""
+    """Set what `phase` trains (the backbone's BatchNorm always frozen) and compile with a new Adam at the
+    phase's rate; returns the model."""
     import keras
 
     from core.model import set_trainable_from
 
     set_trainable_from(model, "head" if phase == "warmup" else settings.trainable_from)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name != HEAD_BN:
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(settings.lr),
+    model.compile(optimizer=keras.optimizers.Adam(settings.warmup_lr if phase == "warmup" else settings.lr),
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing),
                   run_eagerly=run_eagerly)
     model.optimizer.build(model.trainable_variables)
@@ -279,7 +283,7 @@ class FineTuner:
         return None if self.ema is None or self.settings.ema == 0 else [a.copy() for a in self.ema]
 
 
-def reestimate_batchnorm(model, crops: np.ndarray, batch_size: int = 32, skip=("head_bn",)) -> int:
+def reestimate_batchnorm(model, crops: np.ndarray, batch_size: int = 32, skip=(HEAD_BN,)) -> int:
     """Replace every BatchNormalization layer's moving mean and variance (except `skip`) by their average
     over `crops` (uint8 (n, s, s), unaugmented), layer inputs computed with the other layers' new
     statistics as in training mode; scale and offset are unchanged. Returns the layers re-estimated."""

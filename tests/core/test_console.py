@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
     assert console.main([]) == 2
     text = capsys.readouterr().out
     for command in ("app", "predict", "explain-eval", "train", "evaluate", "prepare", "shards", "crossval",
-                    "calibrate", "refit", "recard"):
+                    "calibrate", "refit", "recard", "finetune"):
         assert f"brain-mri {command}" in text
 
 
@@ -32,7 +32,8 @@ def test_unknown_command_is_a_usage_error(capsys):
                                            ("calibrate", "python -m train.calibrate"),
                                            ("crossval", "python -m train.crossval"),
                                            ("refit", "python -m train.refit"),
-                                           ("recard", "python -m train.recard")])
+                                           ("recard", "python -m train.recard"),
+                                           ("finetune", "python -m train.finetune")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:
         console.main([command, "--help"])

@@ -87,12 +87,13 @@ def run_module(module: str, args, env: dict, timeout: float = 600) -> subprocess
                           capture_output=True, text=True, timeout=timeout)
 
 
-def make_lgg_subset(shared_data: Path, root: Path, patients: int = 4, per_class: int = 3) -> Path:
+def make_lgg_subset(shared_data: Path, root: Path, patients: int = 4, per_class: int = 3,
+                    folder: str = "lgg") -> Path:
     """root/{yes,no}/ + manifest.csv: `per_class` tumour and no-tumour LGG slices of each of the first
-    `patients` patients (sorted) that have enough of both."""
+    `patients` patients (sorted) that have enough of both, from `folder` (lgg, lgg-t1pre or lgg-t1post)."""
     import csv
 
-    lgg = shared_data / "lgg"
+    lgg = shared_data / folder
     with open(lgg / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     by_patient: dict[str, dict[str, list[dict]]] = {}
