@@ -6,7 +6,9 @@
 Method, in order (the first that rejects gives the reason):
 
 1. Metadata, when the reader gives it (DICOM): a modality other than MR (or a secondary capture),
-   or a body part other than the head, is rejected. Never required: most uploads are JPEG or PNG.
+   a body part other than the head, or a study, series or protocol description that names another part
+   of the body and not the head (core.anatomy: KNEE, L-SPINE, SHOULDER, ABDOMEN...) is rejected. Never
+   required: most uploads are JPEG or PNG.
 2. Hard rules, each far outside every real slice: colour (more than 10 % of pixels coloured; real
    slices: at most 4 %); blank (no grey range, or one level over 97 % of the image); nothing
    head-sized (at least 1 % of the image) standing out from the background; a CT bone ring (a
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from core.anatomy import anatomy_words, names_head, other_body_part
 from core.pixels import check_uint8, levels_at
 
 if TYPE_CHECKING:
@@ -84,7 +87,6 @@ CT_CORE_LEVEL = 0.23
 #: DICOM modalities left to the pixel checks (MR, and secondary captures, which may hold an MR
 #: picture); any other modality is rejected. Body-part words accepted when the file names one.
 PIXEL_CHECK_MODALITIES = frozenset({"MR", "OT", "SC"})
-HEAD_WORDS = ("HEAD", "BRAIN", "SKULL", "CRANI", "NEURO", "CEREB")
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -135,8 +137,11 @@ def metadata_reason(meta: Mapping[str, Any]) -> str:
         kind = _MODALITY_WORDS.get(modality, f"a '{modality}' image")
         return f"not a brain MRI slice: the file says it is {kind} (DICOM modality {modality}), not MRI"
     part = _meta_text(meta, ("body_part", "body_part_examined", "BodyPartExamined"))
-    if part and not any(word in part for word in HEAD_WORDS):
+    if part and not names_head(anatomy_words(part)):
         return f"not a brain MRI slice: the file says the body part is {part.lower()}, not the head"
+    described = other_body_part(tuple(meta.get("described_anatomy") or ()))
+    if described:
+        return f"not a brain MRI slice: the file's description names the {described}, not the head"
     return ""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from core.anatomy import anatomy_words
 from core.scanio.common import ScanError, check_size, damaged, scale, scale_min_max
 
 # Compressed DICOM transfer syntaxes and the pip command for their decoder.
@@ -35,8 +36,10 @@ _DICOM_PLUGINS = {
 
 # The only DICOM elements ever parsed: what is needed to decode and display the
 # image. Everything else (patient, study, institution...) is skipped unread.
+#: Free-text elements naming what was scanned (core.input_check looks for anatomy words in them).
+_DESCRIPTIONS = ("StudyDescription", "SeriesDescription", "ProtocolName")
 _DICOM_TAGS = [
-    "Modality", "BodyPartExamined",
+    "Modality", "BodyPartExamined", "StudyDescription", "SeriesDescription", "ProtocolName",
     "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
     "NumberOfFrames", "Rows", "Columns",
     "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
@@ -105,6 +108,8 @@ def _dicom_header(ds, label: str) -> dict[str, Any]:
             "transfer_syntax": ds.file_meta.TransferSyntaxUID.name,
             "modality": str(ds.get("Modality", "")) or None,
             "body_part": str(ds.get("BodyPartExamined", "")) or None,
+            # only the anatomy words of the free-text descriptions; the text itself is never kept
+            "described_anatomy": anatomy_words(" / ".join(str(ds.get(key, "")) for key in _DESCRIPTIONS)),
             "frames": max(frames, 1),
             "frame": max(frames, 1) // 2,
         }

@@ -168,6 +168,8 @@ METADATA = [
     ({"Modality": "CR"}, False, "X-ray"),
     ({"modality": "MR", "body_part": "CHEST"}, False, "chest"),
     ({"modality": "MR", "BodyPartExamined": "KNEE"}, False, "knee"),
+    ({"modality": "MR", "described_anatomy": ("SPINE",)}, False, "description names the spine"),
+    ({"modality": "MR", "described_anatomy": ("SHOULDER",)}, False, "the shoulder, not the head"),
 ]
 
 
@@ -179,7 +181,8 @@ def test_metadata_rejects_other_modalities_and_body_parts(meta, ok, words):
 
 
 @pytest.mark.parametrize("meta", [{"modality": "MR", "body_part": "HEAD"}, {"modality": "MR"},
-                                  {"modality": "OT"}, {}, None])
+                                  {"modality": "MR", "described_anatomy": ("HEAD", "SPINE")},
+                                  {"modality": "MR", "described_anatomy": ()}, {"modality": "OT"}, {}, None])
 def test_metadata_that_allows_mr_leaves_it_to_the_pixels(meta):
     assert _check(_real("br35h/yes/y0.jpg"), meta).ok
 

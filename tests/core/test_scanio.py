@@ -541,4 +541,14 @@ def test_dicom_patient_tags_never_reach_meta_or_logs(caplog):
         assert leaked not in text
     assert SECRET not in caplog.text
     assert set(scan.meta) <= {"format", "size", "bits", "photometric", "transfer_syntax", "modality",
-                              "frames", "frame", "rescale", "window", "inverted", "bytes", "body_part"}
+                              "frames", "frame", "rescale", "window", "inverted", "bytes", "body_part",
+                              "described_anatomy"}
+
+
+def test_dicom_descriptions_give_only_their_anatomy_words():
+    data = dicom(STORED, bits_stored=12, StudyDescription=f"{SECRET} MRI L-SPINE", SeriesDescription="T2_SAG",
+                 ProtocolName=f"KNEE {SECRET}")
+    meta = read_scan(data, name="s.dcm").meta
+    assert meta["described_anatomy"] == ("KNEE", "SPINE")
+    assert SECRET not in repr(meta)
+    assert read_scan(dicom(STORED, bits_stored=12), name="t.dcm").meta["described_anatomy"] == ()
