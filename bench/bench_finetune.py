@@ -62,7 +62,8 @@ def main(argv=None) -> int:
         settings = LoopSettings(trainable_from=stage, batch_size=args.batch_size, warmup_steps=0,
                                 steps=args.steps + 1, ema=0.99)
         with tempfile.TemporaryDirectory() as run_dir:
-            tuner = FineTuner(model, images, labels, cells, augment, settings, Path(run_dir), "bench", log=lambda _: None)
+            tuner = FineTuner(model, images, labels, cells, augment, settings, Path(run_dir), "bench",
+                              log=lambda _: None)
             tuner._enter("main", fresh=True)
             tuner.train_step()  # traces
             started = time.perf_counter()

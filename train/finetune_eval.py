@@ -86,7 +86,8 @@ def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, 
                 reestimate_batchnorm(model, crops["bn"])
             key = f"{name} weights, BatchNorm {bn}"
             # rounded as stored in scores.json, so every figure recomputes from it exactly
-            probs = {part: np.round(_probabilities(model, crops[part]).astype(np.float64), 6) for part in ("val", "test")}
+            probs = {part: np.round(_probabilities(model, crops[part]).astype(np.float64), 6)
+                     for part in ("val", "test")}
             rows[key] = variant_row((labels["val"], probs["val"]), (labels["test"], probs["test"]), folders,
                                     args.seed)
             scores[key] = {part: probs[part].tolist() for part in probs}

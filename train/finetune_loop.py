@@ -4,8 +4,8 @@ A run has two phases: `warmup` trains only the recipe's head (freshly initialise
 gradients never reach the backbone) at `warmup_lr`, then `main` trains every stage from `trainable_from` on
 at `lr`. Every BatchNormalization layer of the backbone stays frozen in both (inference mode: its
 statistics and scale do not move; small batches drawn from six cells would give noisy statistics); the
-head's own (`head_bn`, over 512 features of a fresh layer) trains as in the recipe. In `main` an exponential moving average
-(EMA) of the trainable weights is kept beside them; the averaged weights are the run's result.
+head's own (`head_bn`, over 512 features of a fresh layer) trains as in the recipe. In `main` an exponential
+moving average (EMA) of the trainable weights is kept beside them; the averaged weights are the run's result.
 
 Everything random is a function of (seed, step): the batch of step s is drawn by
 :class:`CellSampler` and image j of it is augmented with ``default_rng([seed, 1, s, j])``; dropout's seed
@@ -92,7 +92,8 @@ class CellSampler:
     """
 
     def __init__(self, cells: np.ndarray, batch_size: int, steps_per_pass: int, seed: int) -> None:
-        self.cells, self.batch_size, self.steps_per_pass, self.seed = np.asarray(cells), batch_size, steps_per_pass, seed
+        self.cells, self.batch_size = np.asarray(cells), batch_size
+        self.steps_per_pass, self.seed = steps_per_pass, seed
         self._pass, self._order = -1, None
 
     def indices(self, step: int) -> np.ndarray:
@@ -169,7 +170,8 @@ class FineTuner:
         self.model, self.crops, self.augment, self.settings = model, crops, augment, settings
         self.labels = np.asarray(labels, dtype=np.float32)
         self.sampler = CellSampler(cells, settings.batch_size, settings.steps_per_pass, settings.seed)
-        self.directory, self.fingerprint, self.log, self.run_eagerly = Path(run_dir) / "checkpoint", fingerprint, log, run_eagerly
+        self.directory, self.fingerprint = Path(run_dir) / "checkpoint", fingerprint
+        self.log, self.run_eagerly = log, run_eagerly
         self.step, self.phase, self.ema, self.history = 0, None, None, []
 
     # ------------------------------------------------------------------ state
