@@ -218,12 +218,15 @@ def report_page(analysis: Analysis, explanation=None, heading: str = ""):
                                 uncertainty=(result.low, result.high), verdict=result.verdict, heading=heading)
 
 
-def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "") -> bytes:
-    """A PDF report of assessed scans, [(analysis, explanation or None)]: one page each (plus a summary)."""
+def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "", notes: tuple[str, ...] = ()) -> bytes:
+    """A PDF report of assessed scans, [(analysis, explanation or None)]: one page each (plus a summary).
+
+    heading, notes: lines for the summary page (see `core.report_pdf.write_pdf`).
+    """
     from core.report_pdf import write_pdf
 
     pages = [report_page(analysis, explanation) for analysis, explanation in items if not analysis.refused]
-    return write_pdf(pages, classifier.card, heading=heading)
+    return write_pdf(pages, classifier.card, heading=heading, notes=notes)
 
 
 @dataclass(frozen=True)

@@ -349,7 +349,7 @@ def strip_ui(analysis) -> None:
 
 
 def series_ui(index: int, classifier, series, controls: Controls) -> None:
-    """A DICOM series: the probability strip, then a slider to step through slices with their maps."""
+    """A DICOM series: the probability strip, what was not assessed, then a slider to step through slices."""
     analysis = _series_analysis(classifier, series)
     with st.container(border=True, key=f"series-{index}"):
         st.subheader(f"{series.label}{' · ' + series.description if series.description else ''}")
@@ -358,11 +358,15 @@ def series_ui(index: int, classifier, series, controls: Controls) -> None:
             st.error(f"{series.label}: {GENERIC_FAILURE}")
             return
         st.markdown(f"Ordered by {series.ordered_by}. {analysis.summary()}.")
-        for result in (s for s in analysis.slices if s.probability is None):
+        if analysis.read:
+            strip_ui(analysis)
+        edges = analysis.edges
+        if edges:
+            st.info(f"{analysis.edge_summary}.")
+        for result in (s for s in analysis.slices if s.probability is None and s not in edges):
             st.warning(f"Slice {result.index} ({result.name}): {result.error}")
         if not analysis.read:
             return
-        strip_ui(analysis)
         numbers = [s.index for s in analysis.read]
         chosen = st.select_slider("Slice", numbers, value=analysis.peak.index, key=f"slice-{index}")
         result = next(s for s in analysis.read if s.index == chosen)
@@ -373,7 +377,8 @@ def series_ui(index: int, classifier, series, controls: Controls) -> None:
         probability_ui(slice_analysis)
         maps_ui(classifier, slice_analysis, explanations, controls)
         st.download_button("Series report (PDF)", lambda: support.pdf_bytes(
-            classifier, [(support.slice_analysis(s), None) for s in analysis.read], heading=analysis.summary()),
+            classifier, [(support.slice_analysis(s), None) for s in analysis.read], heading=analysis.summary(),
+            notes=(analysis.edge_summary,)),
             f"{series.label.split(' ')[0].replace(':', '-')}-report.pdf", "application/pdf", on_click="ignore",
             key=f"series-pdf-{index}")
 

@@ -36,7 +36,7 @@ from core import crop_brain, read_scan  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 #: The real-slice sources under DATA; every image file below each counts.
-REAL_SOURCES = ("br35h", "nav", "mos/Testing", "mos/Training", "lgg")
+REAL_SOURCES = ("br35h", "nav", "mos/Testing", "mos/Training", "lgg", "lgg-t1pre", "lgg-t1post")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 
 NonMri = tuple[str, str, np.ndarray]  # (name, category, uint8 HxW or HxWx3 pixels)
@@ -407,7 +407,7 @@ def rejection_rates(rows: list[tuple[str, str, bool, str, dict]]) -> dict[str, t
 
 #: Sources weighted equally when fitting (nav is mostly copies of br35h).
 FIT_GROUPS = {"br35h": "br35h+nav", "nav": "br35h+nav", "mos/Testing": "mos", "mos/Training": "mos",
-              "lgg": "lgg"}
+              "lgg": "lgg", "lgg-t1pre": "lgg", "lgg-t1post": "lgg"}
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:

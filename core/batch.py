@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-OK, NOT_BRAIN_MRI, UNREADABLE = "ok", "not_brain_mri", "unreadable"
+OK, NOT_BRAIN_MRI, UNREADABLE, VOLUME_EDGE = "ok", "not_brain_mri", "unreadable", "volume_edge"
 COLUMNS = (
     "path", "status", "probability", "probability_low", "probability_high", "raw_probability", "label",
     "threshold", "box_x0", "box_y0", "box_x1", "box_y1", "crop_fell_back", "heatmap", "error",
@@ -36,7 +36,8 @@ class Source:
 
 @dataclass
 class Row:
-    """One file's result. status: "ok", "not_brain_mri" (error holds the reason) or "unreadable".
+    """One file's result. status: "ok", "not_brain_mri" (error holds the reason), "unreadable", or with --series
+    "volume_edge" (refused at an end of a series whose other slices passed; see `core.series.mark_volume_edges`).
 
     probability / low / high: calibrated, in [0, 1], only when status is ok; raw: the model's own output.
     label: "tumour", "no_tumour" or "uncertain"; threshold: the card's threshold, calibrated.
@@ -103,13 +104,14 @@ class Outputs:
     """What is made besides the CSV for every assessed scan: overlay PNGs (`--heatmaps`), PDF pages (`--pdf`).
 
     Each scan is explained once for both. A failure to explain or write is put in the row's
-    error column; the prediction stands.
+    error column; the prediction stands. notes: lines for the PDF's summary page (series' volume edges).
     """
 
     def __init__(self, classifier, heatmaps: Path | None, pdf: bool, method: str, target: str) -> None:
         self.classifier, self.method, self.target = classifier, method, target
         self.names = _HeatmapNames(heatmaps) if heatmaps is not None else None
         self.pages: list | None = [] if pdf else None
+        self.notes: list[str] = []
 
     def add(self, row: Row, scan, relative: str, digest: str | None = None) -> None:
         """Explain one assessed scan; write its overlay under `relative`.png and/or keep its PDF page."""
@@ -173,7 +175,11 @@ def series_predict_rows(classifier, sources: Sequence[Source], outputs: Outputs,
     def on_scan(row, result):
         outputs.add(row, result.scan, safe_relative(row.path), result.digest)
 
-    yield from series_rows(classifier, files, on_scan, failed, row_type=Row,
+    def on_series(analysis):
+        if analysis.edge_summary:
+            outputs.notes.append(f"{analysis.series.label}: {analysis.edge_summary}")
+
+    yield from series_rows(classifier, files, on_scan, failed, row_type=Row, on_series=on_series,
                            assess=lambda c, scans: assess(c, scans, tta=tta), check=_refusal)
 
 

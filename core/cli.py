@@ -17,7 +17,8 @@ status is ok, not_brain_mri (the input check refused it: no probability; error
 says why) or unreadable. probability is calibrated; low/high are its range
 over test-time views; label is tumour, no_tumour or uncertain. With --series,
 DICOM files are grouped by series and ordered by slice position; each series
-ends with a summary row ("series:<id> (...)", its most suspicious slice).
+ends with a summary row ("series:<id> (...)", its most suspicious slice), and
+refused slices at either end of a series are volume_edge (not assessed).
 --pdf writes one page per assessed scan (core.report_pdf).
 
 Scans are read, cropped and preprocessed in batches of --batch-size, so a
@@ -46,6 +47,7 @@ from core.batch import (
     NOT_BRAIN_MRI,
     OK,
     UNREADABLE,
+    VOLUME_EDGE,
     Outputs,
     Row,
     UsageError,
@@ -139,10 +141,11 @@ def predict_command(args: argparse.Namespace) -> int:
     if outputs.pages:
         from core.report_pdf import write_pdf
 
-        write_pdf(outputs.pages, classifier.card, args.pdf)
+        write_pdf(outputs.pages, classifier.card, args.pdf, notes=outputs.notes)
     series = f"{counts['series']} series, " if args.series else ""
+    edges = f"{counts[VOLUME_EDGE]} at the ends of a volume not assessed, " if args.series else ""
     print(f"{series}{counts[OK]} scans assessed ({counts[TUMOUR]} tumour, {counts[UNCERTAIN]} uncertain), "
-          f"{counts[NOT_BRAIN_MRI]} not brain MRI slices, {counts[UNREADABLE]} unreadable "
+          f"{edges}{counts[NOT_BRAIN_MRI]} not brain MRI slices, {counts[UNREADABLE]} unreadable "
           f"(threshold {classifier.calibration([classifier.threshold])[0]:.3g}"
           f"{'' if classifier.calibration.method == 'none' else ', calibrated'}).", file=sys.stderr)
     return 0

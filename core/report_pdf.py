@@ -1,4 +1,4 @@
-"""A PDF report to keep: one A4 page per scan, and a summary table first when there are several.
+"""A PDF report to keep: one A4 page per scan, and a summary table first when there are several (or notes).
 
     page = ReportPage.from_scan(name, file_sha256, scan, probability, threshold, explanation)
     write_pdf([page, ...], card)               -> bytes (for a download button)
@@ -45,6 +45,8 @@ PAGE_SIZE = (8.27, 11.69)
 PRINT_SIDE = 512
 #: Rows of the summary table per page.
 SUMMARY_ROWS = 40
+#: Notes listed on a summary page; the rest are counted.
+SUMMARY_NOTES = 8
 #: Crop-box colour on the scan (RGB in [0, 1]).
 BOX_COLOUR = (0.0, 0.85, 0.0)
 #: One lock for every report: matplotlib's font caches are shared by the threads of app sessions.
@@ -135,8 +137,9 @@ def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:
 
 def write_pdf(pages: Sequence[ReportPage], card: ModelCard,
               target: str | os.PathLike | BinaryIO | None = None, *, created: datetime | None = None,
-              summary: Mapping[str, str] | None = None, heading: str = "") -> bytes | Path | None:
-    """Write the report: summary table page(s) first when there are several pages, then one page per scan.
+              summary: Mapping[str, str] | None = None, heading: str = "",
+              notes: Sequence[str] = ()) -> bytes | Path | None:
+    """Write the report: summary table page(s) first when there are several pages or notes, then a page per scan.
 
     card: the model's card (its id, threshold and weights' SHA-256 are printed).
     target: None -> the PDF's bytes are returned; a path -> written atomically, the Path returned;
@@ -144,13 +147,16 @@ def write_pdf(pages: Sequence[ReportPage], card: ModelCard,
     created: the date printed (default: now, UTC). summary: the card summary to print, e.g. the app's
         `core.card_summary.card_summary(card)`, which is the default.
     heading: a line for the summary page, e.g. a series' summary.
+    notes: more lines for the summary page (empty ones skipped), e.g. a series' slices at the ends of the
+        volume that were not assessed.
     """
     pages = list(pages)
     if not pages or not all(isinstance(page, ReportPage) for page in pages):
         raise ValueError("write_pdf needs at least one ReportPage (one per scan). "
                          f"Received: {[type(page).__name__ for page in pages] or 'no pages'}")
     created = created or datetime.now(timezone.utc)
-    context = _Context(card, dict(summary or card_summary(card)), created, heading)
+    context = _Context(card, dict(summary or card_summary(card)), created, heading,
+                       tuple(note for note in notes if note))
     if target is None:
         buffer = io.BytesIO()
         _render(pages, context, buffer)
@@ -171,6 +177,7 @@ class _Context:
     summary: dict[str, str]
     created: datetime
     heading: str
+    notes: tuple[str, ...] = ()
     page: int = 0
     pages: int = 0
 
@@ -179,7 +186,7 @@ def _render(pages: list[ReportPage], context: _Context, target) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
     chunks = ([pages[i : i + SUMMARY_ROWS] for i in range(0, len(pages), SUMMARY_ROWS)]
-              if len(pages) > 1 else [])
+              if len(pages) > 1 or context.notes else [])
     total = len(chunks) + len(pages)
     metadata = {"Title": "Brain MRI tumour detector: report", "Creator": "brain-mri (core.report_pdf)",
                 "Subject": NOTICE, "CreationDate": context.created}
@@ -310,7 +317,8 @@ def _summary_figure(chunk: list[ReportPage], offset: int, count: int, context: _
     figure = _figure("Brain MRI tumour detector: summary", context)
     top = _lines(figure, 0.945, [("Scans", f"{count}; one page each follows"),
                                  ("Threshold", f"{context.card.threshold:.3f} (model {context.card.model_id})")]
-                 + ([("Summary", context.heading)] if context.heading else []))
+                 + ([("Summary", context.heading)] if context.heading else [])
+                 + [("Note", note) for note in _listed(context.notes)])
     rows = [[str(offset + i), _short(page.name, 60), f"{page.probability:.3f}",
              "Uncertain" if page.label == UNCERTAIN else display(page.label),
              str(len(page.notes)) if page.notes else ""] for i, page in enumerate(chunk, start=1)]
@@ -324,6 +332,12 @@ def _summary_figure(chunk: list[ReportPage], offset: int, count: int, context: _
     for cell in table.get_celld().values():
         cell.get_text().set(parse_math=False, family=_FONT)
     return figure
+
+
+def _listed(notes: tuple[str, ...]) -> list[str]:
+    """The first SUMMARY_NOTES notes, and how many more there are."""
+    more = len(notes) - SUMMARY_NOTES
+    return list(notes[:SUMMARY_NOTES]) + ([f"... and {more} more, not listed here"] if more > 0 else [])
 
 
 def _text(where, x: float, y: float, text: str, size: float = 9, **style: Any):

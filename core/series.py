@@ -3,6 +3,7 @@
     expand_upload(name, bytes) -> [(name, bytes), ...]    a .zip is unpacked in memory, anything else passes
     group_series(files) -> SeriesGroups                    DICOM slices by SeriesInstanceUID, in slice order
     analyse_series(classifier, series) -> SeriesAnalysis   every slice read, cropped and predicted in one batch
+    mark_volume_edges(slices) -> slices                    refusals at either end of a series: VOLUME_EDGE
     series_rows(classifier, files, row_type=Row) -> rows  the command line's CSV rows (slices + summary)
 
 Only the tags in ``SERIES_TAGS`` are parsed to group and order slices (pydicom
@@ -40,7 +41,11 @@ SERIES_TAGS = ["SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImageP
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 512 * 2**20
 #: A slice's status, spelled as the command line's `status` column.
-OK, UNREADABLE, NOT_BRAIN_MRI = "ok", "unreadable", "not_brain_mri"
+OK, UNREADABLE, NOT_BRAIN_MRI, VOLUME_EDGE = "ok", "unreadable", "not_brain_mri", "volume_edge"
+#: The reason given to a refused slice at either end of a series (skull base, vertex), see mark_volume_edges.
+VOLUME_EDGE_REASON = "edge of the volume: too little brain to assess"
+#: How a refusal from the file's own tags begins (DICOM modality CT, body part knee...); never a volume edge.
+_DECLARED = "not a brain MRI slice: the file"
 #: How many of the most suspicious slices a summary lists.
 TOP_SLICES = 5
 #: Single slices (outside any series) read and predicted at once by series_rows: bounds memory.
@@ -293,7 +298,8 @@ class SliceResult:
     """One slice of an analysed series (or one single file).
 
     index: 1-based place in slice order. digest: hex SHA-256 of the file's bytes.
-    status: OK, UNREADABLE (no scan) or NOT_BRAIN_MRI (the input check refused it); `error` says why.
+    status: OK, UNREADABLE (no scan), NOT_BRAIN_MRI (the input check refused it) or VOLUME_EDGE (refused,
+        but at an end of a series whose other slices passed: see mark_volume_edges); `error` says why.
     scan: the PreparedScan (pixels, crop, model input), None when unreadable.
     probability: tumour probability in [0, 1] (the assessment's when one was made), None unless OK.
     assessment: what the `assess` callable returned for the slice (e.g. `core.assessment.Assessment`), or None.
@@ -346,15 +352,68 @@ class SeriesAnalysis:
         """Up to `count` read slices, highest probability first (slice order among equals)."""
         return sorted(self.read, key=lambda s: (-s.probability, s.index))[:count]
 
+    @property
+    def edges(self) -> list[SliceResult]:
+        """The slices at the ends of the volume that were not assessed (VOLUME_EDGE), in slice order."""
+        return [s for s in self.slices if s.status == VOLUME_EDGE]
+
+    @property
+    def edge_summary(self) -> str:
+        """'36 slices at the ends of the volume not assessed: 1-16, 69-88', or '' when there are none."""
+        count = len(self.edges)
+        if not count:
+            return ""
+        return (f"{count} slice{'s' if count != 1 else ''} at the ends of the volume not assessed: "
+                f"{slice_ranges(s.index for s in self.edges)}")
+
     def summary(self) -> str:
-        """'30 slices; max 0.912 at slice 14 (IM14.dcm); 6 at or above the threshold 0.364; 1 not analysed'."""
+        """'30 slices; max 0.912 at slice 14 (IM14.dcm); 6 at or above the threshold 0.364; 1 not analysed'.
+
+        Slices at the ends of the volume are not counted as 'not analysed': edge_summary names them.
+        """
         peak = self.peak
         text = f"{len(self.slices)} slices"
         if peak is not None:
             text += (f"; max {peak.probability:.3f} at slice {peak.index} ({peak.name}); "
                      f"{self.above_threshold} at or above the threshold {self.threshold:.3f}")
-        failed = len(self.slices) - len(self.read)
+        failed = len(self.slices) - len(self.read) - len(self.edges)
         return text + (f"; {failed} not analysed" if failed else "")
+
+
+def slice_ranges(numbers: Iterable[int]) -> str:
+    """Slice numbers as sorted ranges: [1, 2, 3, 7, 9, 10] -> '1-3, 7, 9-10'."""
+    runs: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(f"{first}-{last}" if last > first else str(first) for first, last in runs)
+
+
+def mark_volume_edges(slices: Sequence[SliceResult]) -> tuple[SliceResult, ...]:
+    """`slices` (in series order) with the refusals at either end re-labelled VOLUME_EDGE.
+
+    The ends are the slices before the first accepted (OK) slice and after the last one: skull base
+    and vertex, real MR slices with too little brain for the input check. Their refusals get
+    VOLUME_EDGE and VOLUME_EDGE_REASON. Refusals between accepted slices, unreadable slices and
+    refusals the file declares (e.g. DICOM modality CT) are kept; so is a series with no accepted slice.
+    """
+    accepted = [i for i, s in enumerate(slices) if s.status == OK]
+    if not accepted:
+        return tuple(slices)
+    first, last = accepted[0], accepted[-1]
+    return tuple(_as_edge(s) if (i < first or i > last) and _refused_by_pixels(s) else s
+                 for i, s in enumerate(slices))
+
+
+def _refused_by_pixels(result: SliceResult) -> bool:
+    """True for a slice the input check refused for what it shows, not for what its tags declare."""
+    return result.status == NOT_BRAIN_MRI and not result.error.startswith(_DECLARED)
+
+
+def _as_edge(result: SliceResult) -> SliceResult:
+    return dataclasses.replace(result, status=VOLUME_EDGE, error=VOLUME_EDGE_REASON)
 
 
 Assess = Callable[[Any, Sequence[PreparedScan]], Sequence[Any]]
@@ -372,10 +431,11 @@ def analyse_series(classifier, series: Series, *, assess: Assess | None = None,
         and the card's threshold.
     check: optional input check, scan -> "" when fine, else the reason it is not a brain MR slice
         (e.g. from `core.input_check.check_input`); refused slices get no probability.
-    Slices that cannot be read get an error; the rest still run. Returns results in slice order.
+    Slices that cannot be read get an error; the rest still run. Refused slices at either end of the
+    series become VOLUME_EDGE (see mark_volume_edges). Returns results in slice order.
     """
     slices, threshold = _analyse_files(classifier, series.files, assess, check)
-    return SeriesAnalysis(series=series, slices=slices, threshold=threshold)
+    return SeriesAnalysis(series=series, slices=mark_volume_edges(slices), threshold=threshold)
 
 
 def _analyse_files(classifier, files: Sequence[SeriesFile], assess: Assess | None = None,
@@ -414,7 +474,8 @@ def series_pages(classifier, analysis: SeriesAnalysis, method: str = DEFAULT_MET
                  alpha: float = 0.4) -> list:
     """One :class:`core.report_pdf.ReportPage` per read slice, in slice order, each with its explanation.
 
-    Give them to `core.report_pdf.write_pdf(pages, classifier.card, heading=analysis.summary())`.
+    Give them to `core.report_pdf.write_pdf(pages, classifier.card, heading=analysis.summary(),
+    notes=[analysis.edge_summary])`.
     Slices assessed (see analyse_series) carry their verdict and (low, high) spread onto the page.
     """
     from core.explain import explain
@@ -452,12 +513,15 @@ def read_for_series(paths: Iterable[str | os.PathLike]) -> tuple[list[File], lis
 
 def series_rows(classifier, files: Iterable[File], on_scan: Callable[[Any, SliceResult], None] | None = None,
                 failed: Iterable[tuple[str, str]] = (), *, row_type: Any, assess: Assess | None = None,
-                check: Check | None = None) -> Iterator[Any]:
+                check: Check | None = None,
+                on_series: Callable[[SeriesAnalysis], None] | None = None) -> Iterator[Any]:
     """`python -m core predict --series`: CSV rows for files given as (name, bytes).
 
     Each series gives one row per slice in slice order, then a summary row whose
     path is 'series:<key> (<n> slices; max at slice <i> (<name>); <k> at or
-    above threshold)' and whose probability and label are the series maximum's.
+    above threshold)', whose probability and label are the series maximum's and
+    whose error counts the slices not analysed and names those at the ends of the
+    volume (SeriesAnalysis.edge_summary).
     Single slices follow, one row each (SINGLES_BATCH at a time), then one
     error row per entry of `failed` (see read_for_series).
     row_type: the CLI's row dataclass (`core.batch.Row`); only the fields it has are filled
@@ -465,12 +529,15 @@ def series_rows(classifier, files: Iterable[File], on_scan: Callable[[Any, Slice
     on_scan(row, result): called for every slice predicted, with its :class:`SliceResult` (scan,
         digest, index), e.g. to write its heatmap or collect a PDF page; it may set row.heatmap or row.error.
     assess, check: as in :func:`analyse_series`.
+    on_series(analysis): called with each series' :class:`SeriesAnalysis` after its rows.
     """
     groups = group_series(files)
     for series in groups.series:
         analysis = analyse_series(classifier, series, assess=assess, check=check)
         yield from _rows(row_type, analysis.slices, analysis.threshold, on_scan)
         yield _summary_row(row_type, analysis)
+        if on_series is not None:
+            on_series(analysis)
     singles = [SeriesFile(name, data) for name, data in groups.singles]
     for start in range(0, len(singles), SINGLES_BATCH):
         results, threshold = _analyse_files(classifier, singles[start : start + SINGLES_BATCH], assess, check)
@@ -523,9 +590,10 @@ def _summary_row(row_type, analysis: SeriesAnalysis):
     if peak is None:
         return _row(row_type, path=series.label, status=UNREADABLE,
                     error=f"none of the {count} slices could be analysed")
-    failed = count - len(analysis.read)
+    failed = count - len(analysis.read) - len(analysis.edges)
+    notes = [f"{failed} slices not analysed" if failed else "", analysis.edge_summary]
     values = {**_values(peak, analysis.threshold), "box": None, "fell_back": None,
-              "error": f"{failed} slices not analysed" if failed else ""}
+              "error": "; ".join(note for note in notes if note)}
     values["path"] = (f"series:{series.key} ({count} slices; max at slice {peak.index} ({peak.name}); "
                       f"{analysis.above_threshold} at or above threshold)")
     return _row(row_type, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -10,7 +11,8 @@ import pytest
 import app_support
 from core.model import load_classifier
 from tests.app.test_app import _app, _assert_clean, _page_text, _upload
-from tests.core.test_series import NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, make_dicom
+from tests.core.test_series import (EDGES_PATIENT, NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, lgg_stack,
+                                    make_dicom)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,21 @@ def test_mixed_series_are_split_and_shown_as_strips(model_env, two_series):
     first.set_value(first.options[0]).run()
     _assert_clean(at)
     assert any(c == "Cropped brain (model input)" for img in at.image for c in img.captions)
+
+
+def test_end_slices_of_a_series_are_one_line_after_the_strip(model_env, shared_data):
+    """A whole LGG stack: its refused first and last slices are one summary line, after the strip."""
+    files = lgg_stack(shared_data, EDGES_PATIENT, "1.2.3.9.3")
+    at = _upload(_app(), files)
+    _assert_clean(at)
+    texts = [node.value for node in at.main if isinstance(getattr(node, "value", None), str)]
+    edges = [i for i, text in enumerate(texts) if "at the ends of the volume not assessed" in text]
+    assert len(edges) == 1, "one line for all the end slices"
+    assert re.fullmatch(rf"\d+ slices? at the ends of the volume not assessed: 1(-\d+)?, (\d+-)?{len(files)}\.",
+                        texts[edges[0]])
+    assert edges[0] > texts.index("Most suspicious slices first:")  # after the strip, not before it
+    assert not any("not a brain MRI slice" in text or text.startswith("Slice ") for text in texts)
+    assert any(texts[edges[0]] == info.value for info in at.info)
 
 
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm not found: install poppler-utils")

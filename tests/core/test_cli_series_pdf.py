@@ -9,7 +9,8 @@ import zipfile
 import pytest
 
 from tests.core.test_cli import model_dir, read_rows, run_cli  # noqa: F401 - model_dir is a fixture
-from tests.core.test_series import NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, make_dicom
+from tests.core.test_series import (EDGES_PATIENT, NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, lgg_stack,
+                                    make_dicom)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_series_rows_in_slice_order_with_a_summary_each(model_dir, series_folder
     assert [row["path"].rsplit("/", 1)[-1] for row in first] == [f"a_{(k * 3) % 5}.dcm" for k in range(5)]
     assert "(5 slices;" in rows[summaries[0]]["path"] and "(3 slices;" in rows[summaries[1]]["path"]
     assert rows[summaries[0]]["probability"] == max((row["probability"] for row in first), key=float)
-    assert all(row["status"] in ("ok", "not_brain_mri") for row in rows)
+    assert all(row["status"] in ("ok", "not_brain_mri", "volume_edge") for row in rows)
     assert "2 series, " in result.stderr
     assert not any(secret in out.read_text() for secret in PLANTED)
 
@@ -58,6 +59,28 @@ def test_pdf_has_a_page_per_scan_and_no_patient_data(model_dir, series_folder, t
     assert pages == assessed + (1 if assessed > 1 else 0)  # a summary page first when there are several
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Research" in text and not any(secret in text for secret in PLANTED)
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not found: install poppler-utils")
+def test_end_slices_are_volume_edges_in_the_csv_and_the_pdf(model_dir, shared_data, tmp_path):  # noqa: F811
+    """Three slices from each end of a real stack and two from its middle: the ends' refusals are volume edges."""
+    stack = lgg_stack(shared_data, EDGES_PATIENT, "1.2.3.4.3")
+    for name, data in stack[:3] + stack[10:12] + stack[-3:]:
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(data)
+    result = run_cli("predict", tmp_path / "in", "--model", model_dir, "--series", "--csv", tmp_path / "rows.csv",
+                     "--pdf", tmp_path / "report.pdf", "--no-tta")
+    assert result.returncode == 0, result.stderr
+    *slices, summary = read_rows(tmp_path / "rows.csv")
+    edges = [row for row in slices if row["status"] == "volume_edge"]
+    assert edges and all(row["status"] in ("ok", "volume_edge") for row in slices)
+    assert {row["error"] for row in edges} == {"edge of the volume: too little brain to assess"}
+    line = f"{len(edges)} slices at the ends of the volume not assessed: 1"
+    assert summary["path"].startswith("series:") and summary["error"].startswith(line)
+    assert f"{len(edges)} at the ends of a volume not assessed, 0 not brain MRI slices" in result.stderr
+    text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert summary["error"] in " ".join(text.split("\f")[0].split())
 
 
 def test_pdf_to_a_folder_is_a_usage_error(model_dir, series_folder, tmp_path):  # noqa: F811

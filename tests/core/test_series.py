@@ -19,8 +19,9 @@ from PIL import Image
 import core.series
 from core.batch import Row
 from core.scanio import ScanError
-from core.series import (SERIES_TAGS, analyse_series, expand_upload, group_series, read_for_series,
-                         safe_relative, series_pages, series_rows)
+from core.series import (NOT_BRAIN_MRI, OK, SERIES_TAGS, UNREADABLE, VOLUME_EDGE, VOLUME_EDGE_REASON, Series,
+                         SeriesAnalysis, SliceResult, analyse_series, expand_upload, group_series,
+                         mark_volume_edges, read_for_series, safe_relative, series_pages, series_rows, slice_ranges)
 
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PID-0042-SECRET"
@@ -28,6 +29,8 @@ PLANTED = (PATIENT_NAME, "Doe", PATIENT_ID, "19700101")
 #: One LGG patient; slices 9-14 span normal and tumour slices.
 PATIENT = "TCGA_CS_4941_19960909"
 OTHER_PATIENT = "TCGA_CS_4943_20000902"
+#: An LGG patient whose first and last slices (blank, or almost no brain) the input check refuses.
+EDGES_PATIENT = "TCGA_DU_A5TU_19980312"
 #: An oblique stack: row and column directions, and their normal (row x column).
 OBLIQUE = (1.0, 0.0, 0.0, 0.0, 0.8, -0.6)
 NORMAL = np.cross(OBLIQUE[:3], OBLIQUE[3:])
@@ -41,6 +44,17 @@ def lgg_slices(shared_data, patient: str, numbers) -> list[np.ndarray]:
         assert matches, f"lgg slice {patient}_{number}.png not found under {shared_data / 'lgg'}"
         found.append(np.asarray(Image.open(matches[0]).convert("L")))
     return found
+
+
+def lgg_stack(shared_data, patient: str, series_uid: str) -> list[tuple[str, bytes]]:
+    """Every slice of one LGG patient (lgg/manifest.csv) as an MR DICOM series, in slice order (names reversed)."""
+    import csv
+
+    with open(shared_data / "lgg" / "manifest.csv", newline="") as handle:
+        numbers = sorted(int(row["slice"]) for row in csv.DictReader(handle) if row["patient"] == patient)
+    assert numbers, f"{patient} is not in {shared_data / 'lgg' / 'manifest.csv'}"
+    return [(f"S/IM{len(numbers) - k:03d}.dcm", make_dicom(pixels, series_uid, position=NORMAL * 3.0 * k))
+            for k, pixels in enumerate(lgg_slices(shared_data, patient, numbers))]
 
 
 def make_dicom(pixels: np.ndarray | None, series_uid: str | None, *, position=None, orientation=OBLIQUE,
@@ -336,3 +350,132 @@ def test_series_pdf_from_the_tiny_model(upload, tiny_classifier, tmp_path):
     assert [f"File: {name}" in page for name, page in zip(order_a, scan_pages)] == [True] * 6
     assert analysis.summary().split(";")[0] in summary_page
     assert not any(value in text for value in PLANTED)
+
+
+#: A refusal for what the slice shows, as the input check words it.
+CROWDED = "not a brain MRI slice: it holds many separate objects"
+
+
+def _results(codes: str, declared: str = "") -> tuple[SliceResult, ...]:
+    """Synthetic slice results, one letter each: o accepted, r refused, u unreadable, c refused with `declared`."""
+    kinds = {"o": (OK, ""), "r": (NOT_BRAIN_MRI, CROWDED), "u": (UNREADABLE, "cannot be decoded"),
+             "c": (NOT_BRAIN_MRI, declared)}
+    return tuple(SliceResult(index=i, name=f"IM{i}", digest="", status=kinds[code][0], error=kinds[code][1],
+                             probability=0.5 if code == "o" else None) for i, code in enumerate(codes, start=1))
+
+
+def _analysis(results) -> SeriesAnalysis:
+    series = Series(key="0123abcd", files=(), ordered_by="position")
+    return SeriesAnalysis(series=series, slices=mark_volume_edges(results), threshold=0.5)
+
+
+def test_refusals_at_the_ends_of_a_series_become_volume_edges():
+    from core.input_check import metadata_reason
+
+    ct = metadata_reason({"modality": "CT"})
+    assert "the file says it is" in ct
+    results = _results("rrucorouoorr" + "c", ct)
+    marked = mark_volume_edges(results)
+    assert "".join({OK: "o", NOT_BRAIN_MRI: "r", UNREADABLE: "u", VOLUME_EDGE: "e"}[s.status]
+                   for s in marked) == "eeur" + "orouoo" + "eer"  # ends | between the accepted | ends
+    assert [s.error for s in marked if s.status == VOLUME_EDGE] == [VOLUME_EDGE_REASON] * 4
+    assert marked[3].error == ct and marked[5].error == CROWDED  # CT kept; a middle refusal kept
+    assert marked[2].error == "cannot be decoded" and marked[-1].error == ct
+    assert [s.name for s in marked] == [s.name for s in results] and results[0].status == NOT_BRAIN_MRI
+    for declared in ({"modality": "US"}, {"body_part": "KNEE"}, {"described_anatomy": ("KNEE",)}):
+        reason = metadata_reason(declared)  # what the file's tags say is never re-labelled
+        assert reason and mark_volume_edges(_results("co", reason))[0].error == reason
+    all_refused = _results("rrurr")
+    assert [(s.status, s.error) for s in mark_volume_edges(all_refused)] == [(s.status, s.error)
+                                                                              for s in all_refused]
+
+
+def test_edge_summary_compresses_slice_positions_into_ranges():
+    analysis = _analysis(_results("r" * 16 + "o" * 23 + "r" + "o" * 28 + "r" * 20))
+    assert analysis.edge_summary == "36 slices at the ends of the volume not assessed: 1-16, 69-88"
+    assert [s.index for s in analysis.edges] == [*range(1, 17), *range(69, 89)]
+    assert analysis.slices[39].status == NOT_BRAIN_MRI
+    assert analysis.summary() == "88 slices; max 0.500 at slice 17 (IM17); 51 at or above the threshold 0.500; " \
+                                 "1 not analysed"
+    assert _analysis(_results("ooor")).edge_summary == "1 slice at the ends of the volume not assessed: 4"
+    assert _analysis(_results("oooo")).edge_summary == "" and _analysis(_results("rrr")).edge_summary == ""
+
+
+@pytest.mark.parametrize("numbers, text", [
+    ([*range(1, 17), *range(69, 89)], "1-16, 69-88"), ([88], "88"), ([1, 3, 5], "1, 3, 5"),
+    ([7, 2, 1, 3], "1-3, 7"), ([4, 5], "4-5"), ([], ""),
+])
+def test_slice_ranges(numbers, text):
+    assert slice_ranges(numbers) == text
+
+
+def _refusing(positions: set[int]):
+    """An input check that refuses the slices at these 0-based positions of the call order (slice order)."""
+    seen = []
+
+    def check(scan) -> str:
+        seen.append(scan)
+        return CROWDED if len(seen) - 1 in positions else ""
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def edge_rows(upload, tiny_classifier):
+    """Series A's command-line rows with its 1st, 3rd and 6th slices refused, and its SeriesAnalysis."""
+    files = [f for f in upload[0] if f[0].startswith("A/")]
+    seen = []
+    rows = list(series_rows(tiny_classifier, files, row_type=Row, check=_refusing({0, 2, 5}),
+                            on_series=seen.append))
+    return rows, seen
+
+
+def test_volume_edges_in_the_command_line_rows(edge_rows):
+    rows, (analysis,) = edge_rows
+    assert [row.status for row in rows[:6]] == [VOLUME_EDGE, OK, NOT_BRAIN_MRI, OK, OK, VOLUME_EDGE]
+    assert rows[0].error == rows[5].error == VOLUME_EDGE_REASON and rows[2].error == CROWDED
+    assert rows[0].probability is None and rows[0].box is not None
+    edges = "2 slices at the ends of the volume not assessed: 1, 6"
+    assert rows[6].path.startswith("series:") and rows[6].error == f"1 slices not analysed; {edges}"
+    assert analysis.edge_summary == edges and analysis.summary().endswith("; 1 not analysed")
+
+
+def test_volume_edges_on_the_series_pdf_summary_page(edge_rows, tiny_classifier, tmp_path):
+    """The edge line is on the summary page, which notes bring even to a one-scan report."""
+    from core.report_pdf import write_pdf
+    from tests.core.test_report_pdf import text_of
+
+    analysis = edge_rows[1][0]
+    pages = series_pages(tiny_classifier, analysis, method="gradcam", target="tumour")
+    assert [page.heading.split(" of ")[0] for page in pages] == ["Slice 2", "Slice 4", "Slice 5"]
+    pdf = write_pdf(pages[:1], tiny_classifier.card, heading=analysis.summary(), notes=[analysis.edge_summary])
+    summary_page, scan_page = text_of(pdf, tmp_path).split("\f")[:2]
+    assert f"Note: {analysis.edge_summary}" in summary_page and "Slice 2 of 6" in scan_page
+
+
+def test_real_series_refuses_only_its_end_slices_as_volume_edges(shared_data):
+    """One LGG patient's whole stack as an MR DICOM series, through the shipped model and the input check."""
+    from core import load_classifier
+    from core.assessment import assess
+    from core.input_check import check_input
+
+    files = lgg_stack(shared_data, EDGES_PATIENT, "1.2.826.0.1.3680043.8.498.9")
+    assert 20 <= len(files) <= 40
+
+    def refusal(scan) -> str:
+        check = check_input(scan.pixels, scan.crop, scan.meta)
+        return "" if check.ok else check.reason
+
+    (series,) = group_series(files[::-1]).series
+    analysis = analyse_series(load_classifier(), series, assess=lambda c, scans: assess(c, scans, tta=False),
+                              check=refusal)
+    assert [s.name for s in analysis.slices] == [name for name, _ in files]
+    assert not any(s.status == NOT_BRAIN_MRI for s in analysis.slices)
+    read = [s.index for s in analysis.read]
+    refused = [s for s in analysis.slices if s.probability is None]
+    assert refused, "the first and last slices (blank or almost no brain) should be refused by the input check"
+    assert all(s.status == VOLUME_EDGE and s.error == VOLUME_EDGE_REASON for s in refused)
+    assert all(s.index < read[0] or s.index > read[-1] for s in refused)
+    assert refused[0].index == 1 and refused[-1].index == len(files)
+    assert analysis.edge_summary == (f"{len(refused)} slice{'s' if len(refused) > 1 else ''} at the ends of the "
+                                     f"volume not assessed: {slice_ranges(s.index for s in refused)}")
