@@ -15,11 +15,11 @@ Method, in order (the first that rejects gives the reason):
    thick, closed, bright ring with brain as bright as the core right inside it; MR shows the dark
    skull there instead, between scalp fat and brain).
 3. Evidence: each feature is turned into a tail score, how far it lies in the tail of its
-   distribution over the 10,343 real slices (br35h, nav, mos, lgg; :data:`TAILS`): 0 up to the
-   10 % tail, +1 per decade beyond. The scores are weighted (:data:`WEIGHTS`, non-negative logistic
+   distribution over the 13,604 real slices (br35h, nav, mos, lgg in FLAIR, T1 and contrast T1;
+   :data:`TAILS`): 0 up to the 10 % tail, +1 per decade beyond. The scores are weighted (:data:`WEIGHTS`, non-negative logistic
    regression against non-MRI images, each weight between 0.1 and 1 so that no single feature
    decides and every unusual one counts a little) and summed; above
-   :data:`MAX_EVIDENCE` (the real slices' 99th percentile) the image is rejected and the reason
+   :data:`MAX_EVIDENCE` (the real slices' 98.8th percentile) the image is rejected and the reason
    names the one or two features that added most. All three tables are fitted by
    ``bench/bench_input_check.py --fit``; validated by holding out whole categories of non-MRI
    images (the held-out category is rejected as often as when it is in the fit).
@@ -61,6 +61,13 @@ PAGE_DARK_SHARE = 0.3
 PAGE_MIN_MARGIN = 0.05
 PAGE_MARGIN_DARK = 0.2
 PAGE_MIN_SIDE = 0.4
+#: A dark background's grey level is this quantile of the image's outer band: its median would be tissue where
+#: a sagittal or coronal head runs off the image's edges.
+BACKGROUND_QUANTILE = 0.2
+#: Other regions within this fraction of the shorter side of the head are part of it (scalp, face), not other objects.
+OBJECT_GAP = 0.03
+#: ...when the head covers at least this fraction of the image (a sagittal brain does; a line of text does not).
+NEAR_OBJECTS_MIN_HEAD = 0.1
 #: A pixel is coloured when its channels differ by more than this many grey levels.
 COLOUR_CHROMA = 40
 #: Reject when more than this fraction of pixels is coloured (real slices: at most 0.04).
@@ -291,15 +298,18 @@ class Head:
 def find_head(stretched: np.ndarray) -> Head:
     """Find the head in a uint8 HxW image stretched to [0, 255].
 
-    The background is the grey level of the outer band (a bright band is inverted first, as
-    core.crop does); the threshold is the triangle threshold of the blurred image (the foot of the
-    dark background peak), kept between 4 % and 25 % of the way from the background to white.
+    The background is the grey level of the outer band: a band whose median is bright is inverted
+    first (as core.crop does) and its median taken; a dark one gives its BACKGROUND_QUANTILE (a head
+    running off the edges puts tissue in the band). The threshold is the triangle threshold of the
+    blurred image (the foot of the dark background peak), kept between 4 % and 25 % of the way from
+    the background to white.
     """
     height, width = stretched.shape
     band = max(1, round(0.05 * min(height, width)))
-    background = float(_quantiles(_outer_band(stretched, band), (0.5,))[0])
+    median, low = (float(q) for q in _quantiles(_outer_band(stretched, band), (0.5, BACKGROUND_QUANTILE)))
+    background = median if median > 127 else low
     background_level = background / 255.0
-    if background > 127:
+    if median > 127:
         stretched = 255 - stretched
         background = 255 - background
     blurred = cv2.GaussianBlur(stretched, (5, 5), 0)
@@ -317,7 +327,7 @@ def find_head(stretched: np.ndarray) -> Head:
     best = int(np.argmax(areas))
     head = np.zeros_like(mask)
     cv2.drawContours(head, contours, best, 1, thickness=-1)
-    surround["other_objects"] = float(sum(a >= 0.001 * height * width for i, a in enumerate(areas) if i != best))
+    surround["other_objects"] = float(_apart_from(head, mask))
     surround["edge_touch"] = float(np.mean(_outer_band(head, 1)))
     surround.update(_outside_features(blurred, head))
     padded = cv2.copyMakeBorder(head, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # the image edge is outline too
@@ -325,6 +335,22 @@ def find_head(stretched: np.ndarray) -> Head:
     radius = math.sqrt(float(np.count_nonzero(head)) / math.pi)
     return Head(image=stretched, mask=head, contour=contours[best], threshold=threshold, distance=distance,
                 radius=radius, surround=surround)
+
+
+def _apart_from(head: np.ndarray, mask: np.ndarray) -> int:
+    """How many regions of the uint8 {0, 1} `mask` other than the `head`, each at least 0.1 % of the image,
+    lie apart from it: more than OBJECT_GAP of the shorter side away. Pieces of scalp and face beside the
+    brain of a sagittal or coronal slice, cut off by the dark skull, are near it; text, symbols and panels
+    of a screen layout are not. Only a head of at least NEAR_OBJECTS_MIN_HEAD of the image has such pieces."""
+    height, width = head.shape
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask & (1 - head), connectivity=8)
+    large = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 0.001 * height * width)
+    if np.count_nonzero(head) < NEAR_OBJECTS_MIN_HEAD * height * width:  # a line of text is no head
+        return sum(1 for label in large if label != 0)
+    gap = max(1, round(OBJECT_GAP * min(height, width)))
+    near = cv2.dilate(head, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))) > 0
+    touching = set(np.unique(labels[near]).tolist())
+    return sum(1 for label in large if label != 0 and label not in touching)
 
 
 def _outer_band(image: np.ndarray, band: int) -> np.ndarray:
@@ -578,16 +604,16 @@ def evidence_reason(evidence: Mapping[tuple[str, str], float], scores: Mapping[s
     words = list(dict.fromkeys(words)) or ["it does not look like any real slice measured"]
     if scores.get("contrast", 255.0) < LOW_SIGNAL_CONTRAST:
         return "the slice is nearly blank (almost no signal): " + "; ".join(words)
-    strongest = [key for key, value in ranked[:2] if value >= 1.0]
-    if strongest and set(strongest) <= _SLIVER_SHAPES:
+    strong = [key for key, value in ranked if value >= 1.0]  # the sliver wording only when nothing else is odd
+    if strong and set(strong) <= _SLIVER_SHAPES:
         return _SLIVER + "; ".join(words)
     return _NOT_MRI + "; ".join(words)
 
 
-# A head outline that is only too small, thin or elongated (every other feature ordinary) is what the
-# first and last slices of a volume look like: skull base, vertex or a registration sliver.
+# A head outline that is only too small, thin, elongated or off-centre (every other feature ordinary) is what
+# the first and last slices of a volume look like: skull base, vertex or a registration sliver.
 _SLIVER_SHAPES = {("head_axis_ratio", "low"), ("head_thickness", "low"), ("head_fraction", "low"),
-                  ("head_ellipse_iou", "low")}
+                  ("head_ellipse_iou", "low"), ("head_offset", "high")}
 _SLIVER = ("not a usable brain MRI slice: almost no brain in it (as in the first or last slices of a volume), "
            "or not a head: ")
 
@@ -656,72 +682,72 @@ WEIGHTS: dict[tuple[str, str], float] = {
     ('colour_fraction', 'high'): 1.0,
     ('mode_fraction', 'high'): 0.1,
     ('crop_fraction', 'low'): 0.1,
-    ('border_dark', 'low'): 0.1,
-    ('corner_dark', 'low'): 0.211,
-    ('other_objects', 'high'): 0.959,
-    ('head_contrast', 'low'): 0.263,
+    ('border_dark', 'low'): 1.0,
+    ('corner_dark', 'low'): 0.412,
+    ('other_objects', 'high'): 0.306,
+    ('head_contrast', 'low'): 0.614,
     ('surround_spread', 'high'): 0.1,
     ('head_fraction', 'low'): 0.1,
-    ('head_fraction', 'high'): 0.118,
+    ('head_fraction', 'high'): 0.1,
     ('head_extent', 'low'): 0.1,
     ('head_extent', 'high'): 0.1,
     ('head_solidity', 'low'): 0.1,
-    ('head_offset', 'high'): 0.1,
-    ('head_ellipse_iou', 'low'): 0.599,
+    ('head_offset', 'high'): 0.481,
+    ('head_ellipse_iou', 'low'): 0.492,
     ('head_axis_ratio', 'low'): 1.0,
     ('dark_inside', 'high'): 0.1,
-    ('level_gaps', 'high'): 0.577,
-    ('edge_density', 'low'): 1.0,
+    ('level_gaps', 'high'): 0.692,
+    ('edge_density', 'low'): 0.907,
     ('edge_density', 'high'): 0.1,
     ('noise_ratio', 'low'): 1.0,
     ('noise_ratio', 'high'): 0.1,
     ('core_spread', 'low'): 0.1,
-    ('core_spread', 'high'): 0.1,
-    ('core_level', 'low'): 0.519,
-    ('core_level', 'high'): 0.313,
-    ('bright_fraction', 'high'): 0.566,
+    ('core_spread', 'high'): 0.176,
+    ('core_level', 'low'): 0.557,
+    ('core_level', 'high'): 0.31,
+    ('bright_fraction', 'high'): 0.673,
     ('ring_width', 'high'): 1.0,
     ('inside_ring_level', 'high'): 0.1,
-    ('flat_fraction', 'high'): 0.636,
-    ('smooth_fraction', 'high'): 0.867,
-    ('background_level', 'high'): 1.0,
-    ('edge_touch', 'high'): 0.272,
+    ('flat_fraction', 'high'): 0.253,
+    ('smooth_fraction', 'high'): 1.0,
+    ('background_level', 'high'): 0.683,
+    ('edge_touch', 'high'): 0.362,
     ('head_thickness', 'low'): 1.0,
 }
-#: Reject when the weighted evidence exceeds this: the 99th percentile of the real slices'
-#: evidence in the source group (br35h+nav, mos, lgg) where it is highest.
-MAX_EVIDENCE = 5.261
+#: Reject when the weighted evidence exceeds this: the 98.8th percentile of the real slices' evidence in the
+#: source group (br35h+nav, mos, lgg) where it is highest (the 99th let a second grey heat-map chart through).
+MAX_EVIDENCE = 5.766
 
 #: Per feature: (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
 #: fitted on the real slices by ``bench/bench_input_check.py --fit`` (each of br35h+nav, mos, lgg
 #: weighted equally; slices with a raw contrast below LOW_SIGNAL_CONTRAST left out).
 TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {
     'colour_fraction': (('high', (0.0368, 0.0292, 0.0012, 0.0, 0.0, 0.0, 0.0), 0.0368),),
-    'mode_fraction': (('high', (0.7994, 0.7424, 0.67, 0.6232, 0.5615, 0.4648, 0.3758), 0.1762),),
-    'crop_fraction': (('low', (0.0609, 0.069, 0.1018, 0.1509, 0.2262, 0.3306, 0.4016), 0.09),),
-    'border_dark': (('low', (0.4454, 0.4522, 0.4795, 0.5085, 0.5507, 0.6421, 0.7366), 0.0631),),
-    'corner_dark': (('low', (0.5476, 0.5706, 0.6125, 0.6469, 0.6927, 0.7892, 0.8884), 0.0993),),
-    'other_objects': (('high', (11.0, 8.0, 7.0, 4.0, 3.0, 2.0, 1.0), 7.0),),
-    'head_contrast': (('low', (0.0863, 0.1255, 0.1529, 0.1922, 0.2157, 0.2431, 0.2667), 0.1059),),
-    'surround_spread': (('high', (0.3529, 0.2941, 0.1725, 0.102, 0.0549, 0.0392, 0.0235), 0.251),),
-    'head_fraction': (('low', (0.039, 0.0564, 0.0747, 0.1088, 0.1649, 0.2761, 0.344), 0.0698), ('high', (1.0, 1.0, 1.0, 0.8527, 0.8301, 0.7913, 0.7428), 0.1473),),
-    'head_extent': (('low', (0.3351, 0.4099, 0.5743, 0.6157, 0.6567, 0.6996, 0.7332), 0.2806), ('high', (1.0, 1.0, 1.0, 0.8914, 0.8782, 0.8581, 0.8405), 0.1086),),
-    'head_solidity': (('low', (0.4962, 0.5836, 0.7532, 0.8331, 0.8834, 0.9296, 0.9531), 0.3369),),
-    'head_offset': (('high', (0.2834, 0.2031, 0.1311, 0.1074, 0.0902, 0.0703, 0.0569), 0.1759),),
-    'head_ellipse_iou': (('low', (0.3318, 0.4774, 0.6798, 0.7583, 0.8185, 0.8742, 0.9009), 0.4265),),
-    'head_axis_ratio': (('low', (0.3806, 0.488, 0.5953, 0.6403, 0.6848, 0.7229, 0.7457), 0.2596),),
-    'dark_inside': (('high', (0.8188, 0.4237, 0.331, 0.1866, 0.1358, 0.0908, 0.0603), 0.6322),),
-    'level_gaps': (('high', (0.0806, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0806),),
-    'edge_density': (('low', (0.0152, 0.0235, 0.033, 0.0457, 0.0616, 0.0879, 0.1153), 0.0305), ('high', (0.8927, 0.8792, 0.8212, 0.7622, 0.6862, 0.5915, 0.5088), 0.1305),),
-    'noise_ratio': (('low', (0.4065, 0.4112, 0.4386, 0.4697, 0.492, 0.5374, 0.5751), 0.0632), ('high', (1.5203, 1.477, 1.3694, 1.2786, 1.2121, 1.0639, 0.906), 0.2417),),
-    'core_spread': (('low', (0.0275, 0.0314, 0.0353, 0.0392, 0.0471, 0.0588, 0.0706), 0.0118), ('high', (0.7373, 0.6902, 0.6118, 0.5098, 0.4431, 0.3569, 0.298), 0.2275),),
-    'core_level': (('low', (0.1373, 0.1529, 0.1843, 0.2, 0.2235, 0.251, 0.2863), 0.0627), ('high', (0.9137, 0.8745, 0.8353, 0.7843, 0.7412, 0.6784, 0.5961), 0.1294),),
-    'bright_fraction': (('high', (0.5008, 0.4719, 0.3441, 0.2848, 0.24, 0.1788, 0.133), 0.216),),
-    'ring_width': (('high', (0.2893, 0.2848, 0.2764, 0.2565, 0.2043, 0.1463, 0.097), 0.0328),),
-    'inside_ring_level': (('high', (2.8069, 2.5712, 2.141, 1.8513, 1.5984, 1.3446, 1.132), 0.9556),),
-    'flat_fraction': (('high', (0.298, 0.1929, 0.1189, 0.0959, 0.0652, 0.0339, 0.0184), 0.202),),
-    'smooth_fraction': (('high', (0.219, 0.1637, 0.1213, 0.0986, 0.0809, 0.0611, 0.0499), 0.1204),),
-    'background_level': (('high', (0.4863, 0.4118, 0.2745, 0.1608, 0.102, 0.0549, 0.0392), 0.3255),),
-    'edge_touch': (('high', (1.0, 1.0, 1.0, 0.5649, 0.3411, 0.202, 0.15), 0.4351),),
-    'head_thickness': (('low', (0.3756, 0.4612, 0.5521, 0.6251, 0.6898, 0.7598, 0.7943), 0.2495),),
+    'mode_fraction': (('high', (0.7851, 0.7551, 0.6872, 0.6486, 0.5692, 0.4692, 0.3996), 0.1364),),
+    'crop_fraction': (('low', (0.0526, 0.0636, 0.0916, 0.1372, 0.2119, 0.3353, 0.4189), 0.0845),),
+    'border_dark': (('low', (0.3431, 0.3607, 0.414, 0.4526, 0.52, 0.6172, 0.7145), 0.1095),),
+    'corner_dark': (('low', (0.2367, 0.2881, 0.439, 0.59, 0.6572, 0.75, 0.8596), 0.3533),),
+    'other_objects': (('high', (9.0, 7.0, 5.0, 4.0, 3.0, 1.0, 1.0), 5.0),),
+    'head_contrast': (('low', (0.0706, 0.1176, 0.1725, 0.2039, 0.2196, 0.251, 0.2784), 0.1333),),
+    'surround_spread': (('high', (0.2706, 0.2431, 0.1255, 0.0706, 0.0431, 0.0314, 0.0235), 0.2),),
+    'head_fraction': (('low', (0.0354, 0.0434, 0.0642, 0.1028, 0.156, 0.2709, 0.3496), 0.0674), ('high', (1.0, 1.0, 1.0, 0.8912, 0.8563, 0.8094, 0.7593), 0.1088),),
+    'head_extent': (('low', (0.1379, 0.2271, 0.537, 0.6146, 0.6554, 0.7006, 0.7332), 0.4767), ('high', (1.0, 1.0, 1.0, 0.9076, 0.8854, 0.8616, 0.8421), 0.0924),),
+    'head_solidity': (('low', (0.1829, 0.3373, 0.6736, 0.8289, 0.8833, 0.9206, 0.9497), 0.646),),
+    'head_offset': (('high', (0.2379, 0.1817, 0.1212, 0.1038, 0.0885, 0.0701, 0.0568), 0.1341),),
+    'head_ellipse_iou': (('low', (0.0827, 0.1586, 0.6767, 0.7697, 0.8236, 0.8725, 0.8998), 0.687),),
+    'head_axis_ratio': (('low', (0.4254, 0.5218, 0.605, 0.6476, 0.6875, 0.7242, 0.7467), 0.2222),),
+    'dark_inside': (('high', (0.4106, 0.3537, 0.2272, 0.1529, 0.1098, 0.0703, 0.0474), 0.2577),),
+    'level_gaps': (('high', (0.0694, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0694),),
+    'edge_density': (('low', (0.0019, 0.0057, 0.0164, 0.0284, 0.041, 0.0705, 0.0999), 0.0266), ('high', (0.8934, 0.882, 0.8288, 0.7754, 0.704, 0.5865, 0.5006), 0.118),),
+    'noise_ratio': (('low', (0.3578, 0.3766, 0.4112, 0.4337, 0.4657, 0.5144, 0.556), 0.0759), ('high', (1.5203, 1.477, 1.3689, 1.2758, 1.2122, 1.0627, 0.8961), 0.2445),),
+    'core_spread': (('low', (0.0275, 0.0314, 0.0353, 0.0392, 0.0471, 0.0549, 0.0667), 0.0118), ('high', (0.7373, 0.6902, 0.6039, 0.5137, 0.4471, 0.349, 0.2863), 0.2235),),
+    'core_level': (('low', (0.1451, 0.1608, 0.1843, 0.2, 0.2235, 0.2588, 0.2941), 0.0549), ('high', (0.9176, 0.8824, 0.8471, 0.8, 0.7451, 0.6863, 0.6), 0.1176),),
+    'bright_fraction': (('high', (0.5417, 0.4748, 0.3443, 0.2869, 0.2423, 0.1864, 0.1342), 0.2548),),
+    'ring_width': (('high', (0.2872, 0.2798, 0.2723, 0.2484, 0.2191, 0.165, 0.1104), 0.0388),),
+    'inside_ring_level': (('high', (2.6229, 2.3739, 2.0076, 1.7974, 1.5776, 1.3172, 1.127), 0.8255),),
+    'flat_fraction': (('high', (0.3113, 0.2914, 0.2065, 0.1527, 0.105, 0.0575, 0.0309), 0.1587),),
+    'smooth_fraction': (('high', (0.219, 0.1734, 0.1385, 0.1208, 0.1016, 0.077, 0.0607), 0.0982),),
+    'background_level': (('high', (0.3922, 0.3686, 0.1725, 0.0941, 0.0588, 0.0314, 0.0196), 0.298),),
+    'edge_touch': (('high', (1.0, 1.0, 1.0, 0.6411, 0.3975, 0.2255, 0.1588), 0.3589),),
+    'head_thickness': (('low', (0.2341, 0.2845, 0.544, 0.6437, 0.7198, 0.7692, 0.7975), 0.4096),),
 }

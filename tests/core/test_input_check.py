@@ -118,6 +118,23 @@ def test_real_slice_is_accepted(relative):
     assert result.reason == ""
 
 
+#: Sagittal and coronal slices whose head runs off the image's edges (face, neck, skull base cut by the frame),
+#: all refused before the head's background was taken from the darker part of the image's edge band and pieces
+#: of scalp beside the brain stopped counting as separate objects.
+AT_THE_EDGES = [
+    "mos/Training/pituitary/Tr-pi_0364.jpg",  # sagittal T1, face and neck cut by the left and bottom edges
+    "mos/Training/pituitary/Tr-pi_0854.jpg",  # sagittal T1 with contrast, cut on three sides
+    "mos/Training/pituitary/Tr-pi_0876.jpg",  # coronal T1, thick scalp, cut at the bottom
+    "mos/Testing/meningioma/Te-me_0022.jpg",  # coronal T1 with contrast, the head filling the frame
+]
+
+
+@pytest.mark.parametrize("relative", AT_THE_EDGES)
+def test_heads_cut_by_the_image_edges_are_accepted(relative):
+    result = _check(_real(relative))
+    assert result.ok, f"{relative} rejected: {result.reason}"
+
+
 @pytest.mark.parametrize("relative", ["nav/yes/Y89.JPG", "nav/yes/Y167.JPG", "nav/no/No16.jpg"])
 def test_slices_on_a_white_page_are_accepted(relative):
     """Film photographs and figures: the slice pasted on white margins or panels, once with a thin frame line."""
