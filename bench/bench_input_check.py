@@ -8,7 +8,7 @@ scikit-learn, matplotlib, networkx, pydicom) plus documents, charts, screenshots
 images and gradients drawn in code, twice: pixels only (as if every file were exported to PNG), and
 as uploaded (the DICOM files with their tags, as the app and the CLI check them). With
 ``--unseen-sources``, each source group's refusals by a check fitted without it (how the check may do on
-MR slices from a source it never saw). Nothing is written. Run from the repo root:
+MR slices from a source it never saw). Only --fit writes (core/input_check_tables.json). Run from the repo root:
 
     .venv/bin/python bench/bench_input_check.py [--runs 200] [--per-source N] [--list-rejected] [--unseen-sources]
 """
@@ -521,21 +521,22 @@ def fit_weights(real_rows: list, negative_scores: list[tuple[str, dict]], tails:
     return {key: round(float(w), 3) for key, w in zip(keys, fitted)}, round(threshold, 3)
 
 
-def tails_source(tails: dict[str, tuple]) -> str:
-    """Python source of a TAILS dict, to paste into core/input_check.py."""
-    lines = ["TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {"]
-    for name, sides in tails.items():
-        parts = ", ".join(f"({side!r}, {q!r}, {step!r})" for side, q, step in sides)
-        lines.append(f"    {name!r}: ({parts},),")
-    lines.append("}")
-    return "\n".join(lines)
+def write_tables(weights: dict, threshold: float, tails: dict, path: Path | None = None) -> Path:
+    """Write WEIGHTS, MAX_EVIDENCE and TAILS as core/input_check_tables.json (atomically); returns the path."""
+    import json
 
+    from core.atomic import write_atomic
+    from core.input_check import TABLES_FILE
 
-def weights_source(weights: dict, threshold: float) -> str:
-    """Python source of WEIGHTS and MAX_EVIDENCE, to paste into core/input_check.py."""
-    lines = ["WEIGHTS: dict[tuple[str, str], float] = {"]
-    lines += [f"    {key!r}: {value!r}," for key, value in weights.items()]
-    return "\n".join([*lines, "}", f"MAX_EVIDENCE = {threshold!r}"])
+    tables = {"about": "Fitted by python bench/bench_input_check.py --fit (core/input_check.py explains each "
+                       "table); do not edit by hand.",
+              "max_evidence": threshold,
+              "weights": [[name, side, weight] for (name, side), weight in weights.items()],
+              "tails": {name: [[side, list(quantiles), step] for side, quantiles, step in sides]
+                        for name, sides in tails.items()}}
+    path = Path(path or TABLES_FILE)
+    write_atomic(path, json.dumps(tables, indent=1) + "\n")
+    return path
 
 
 def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dict]]) -> dict[str, tuple[int, int]]:
@@ -633,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-source", type=_positive, default=None, help="real slices per source (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the real slices (default 2)")
     parser.add_argument("--list-rejected", action="store_true", help="list rejected real and passed non-MRI images")
-    parser.add_argument("--fit", action="store_true", help="refit TAILS, WEIGHTS, MAX_EVIDENCE and print them")
+    parser.add_argument("--fit", action="store_true",
+                        help="refit TAILS, WEIGHTS, MAX_EVIDENCE and write them to core/input_check_tables.json")
     parser.add_argument("--unseen-sources", action="store_true",
                         help="also refit without each source group in turn and report its refusals")
     args = parser.parse_args(argv)
@@ -660,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         tails = fit_tails(rows)
         weights, threshold = fit_weights(rows, negatives, tails)
-        print("\n# paste into core/input_check.py\n" + weights_source(weights, threshold) + "\n" + tails_source(tails))
+        print(f"\nWrote the refitted tables to {write_tables(weights, threshold, tails)}; rerun without --fit to "
+              "measure them.")
     return 0
 
 

@@ -16,13 +16,14 @@ Method, in order (the first that rejects gives the reason):
    skull there instead, between scalp fat and brain).
 3. Evidence: each feature is turned into a tail score, how far it lies in the tail of its
    distribution over the 13,604 real slices (br35h, nav, mos, lgg in FLAIR, T1 and contrast T1;
-   :data:`TAILS`): 0 up to the 10 % tail, +1 per decade beyond. The scores are weighted (:data:`WEIGHTS`, non-negative logistic
-   regression against non-MRI images, each weight between 0.1 and 1 so that no single feature
-   decides and every unusual one counts a little) and summed; above
+   :data:`TAILS`): 0 up to the 10 % tail, +1 per decade beyond. The scores are weighted
+   (:data:`WEIGHTS`, non-negative logistic regression against non-MRI images, each weight between
+   0.1 and 1 so that no single feature decides and every unusual one counts a little) and summed; above
    :data:`MAX_EVIDENCE` (the real slices' 98.8th percentile) the image is rejected and the reason
    names the one or two features that added most. All three tables are fitted by
-   ``bench/bench_input_check.py --fit``; validated by holding out whole categories of non-MRI
-   images (the held-out category is rejected as often as when it is in the fit).
+   ``bench/bench_input_check.py --fit``, which writes them to ``input_check_tables.json`` beside this
+   module; validated by holding out whole categories of non-MRI images (the held-out category is
+   rejected as often as when it is in the fit).
 
 Features are measured on the grey image shrunk to at most 256 px and stretched to its own
 0.5-99.5 percentiles, so a dim but real slice (top of the head) is judged by its shape, not its
@@ -37,9 +38,11 @@ the crop gives up) are judged the same way, and called nearly blank when rejecte
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -673,81 +676,26 @@ TAIL_FEATURES: dict[str, tuple[str, ...]] = {
     "head_thickness": ("low",),
 }
 
-#: Weight of each (feature, side) tail score in the evidence against an MR slice, fitted by
-#: ``bench/bench_input_check.py --fit``: non-negative logistic regression of real slices against
-#: the non-MRI set and its grey, cropped and halved copies, each source group and each category
-#: weighing the same; every weight lies in [0.1, 1], so no single feature decides and any feature
-#: unusual for MR counts a little, even for kinds of image the fit never saw.
-WEIGHTS: dict[tuple[str, str], float] = {
-    ('colour_fraction', 'high'): 1.0,
-    ('mode_fraction', 'high'): 0.1,
-    ('crop_fraction', 'low'): 0.1,
-    ('border_dark', 'low'): 1.0,
-    ('corner_dark', 'low'): 0.412,
-    ('other_objects', 'high'): 0.306,
-    ('head_contrast', 'low'): 0.614,
-    ('surround_spread', 'high'): 0.1,
-    ('head_fraction', 'low'): 0.1,
-    ('head_fraction', 'high'): 0.1,
-    ('head_extent', 'low'): 0.1,
-    ('head_extent', 'high'): 0.1,
-    ('head_solidity', 'low'): 0.1,
-    ('head_offset', 'high'): 0.481,
-    ('head_ellipse_iou', 'low'): 0.492,
-    ('head_axis_ratio', 'low'): 1.0,
-    ('dark_inside', 'high'): 0.1,
-    ('level_gaps', 'high'): 0.692,
-    ('edge_density', 'low'): 0.907,
-    ('edge_density', 'high'): 0.1,
-    ('noise_ratio', 'low'): 1.0,
-    ('noise_ratio', 'high'): 0.1,
-    ('core_spread', 'low'): 0.1,
-    ('core_spread', 'high'): 0.176,
-    ('core_level', 'low'): 0.557,
-    ('core_level', 'high'): 0.31,
-    ('bright_fraction', 'high'): 0.673,
-    ('ring_width', 'high'): 1.0,
-    ('inside_ring_level', 'high'): 0.1,
-    ('flat_fraction', 'high'): 0.253,
-    ('smooth_fraction', 'high'): 1.0,
-    ('background_level', 'high'): 0.683,
-    ('edge_touch', 'high'): 0.362,
-    ('head_thickness', 'low'): 1.0,
-}
-#: Reject when the weighted evidence exceeds this: the 98.8th percentile of the real slices' evidence in the
-#: source group (br35h+nav, mos, lgg) where it is highest (the 99th let a second grey heat-map chart through).
-MAX_EVIDENCE = 5.766
+#: The fitted tables, written by ``bench/bench_input_check.py --fit`` (never by hand).
+TABLES_FILE = Path(__file__).resolve().parent / "input_check_tables.json"
 
-#: Per feature: (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
-#: fitted on the real slices by ``bench/bench_input_check.py --fit`` (each of br35h+nav, mos, lgg
-#: weighted equally; slices with a raw contrast below LOW_SIGNAL_CONTRAST left out).
-TAILS: dict[str, tuple[tuple[str, tuple[float, ...], float], ...]] = {
-    'colour_fraction': (('high', (0.0368, 0.0292, 0.0012, 0.0, 0.0, 0.0, 0.0), 0.0368),),
-    'mode_fraction': (('high', (0.7851, 0.7551, 0.6872, 0.6486, 0.5692, 0.4692, 0.3996), 0.1364),),
-    'crop_fraction': (('low', (0.0526, 0.0636, 0.0916, 0.1372, 0.2119, 0.3353, 0.4189), 0.0845),),
-    'border_dark': (('low', (0.3431, 0.3607, 0.414, 0.4526, 0.52, 0.6172, 0.7145), 0.1095),),
-    'corner_dark': (('low', (0.2367, 0.2881, 0.439, 0.59, 0.6572, 0.75, 0.8596), 0.3533),),
-    'other_objects': (('high', (9.0, 7.0, 5.0, 4.0, 3.0, 1.0, 1.0), 5.0),),
-    'head_contrast': (('low', (0.0706, 0.1176, 0.1725, 0.2039, 0.2196, 0.251, 0.2784), 0.1333),),
-    'surround_spread': (('high', (0.2706, 0.2431, 0.1255, 0.0706, 0.0431, 0.0314, 0.0235), 0.2),),
-    'head_fraction': (('low', (0.0354, 0.0434, 0.0642, 0.1028, 0.156, 0.2709, 0.3496), 0.0674), ('high', (1.0, 1.0, 1.0, 0.8912, 0.8563, 0.8094, 0.7593), 0.1088),),
-    'head_extent': (('low', (0.1379, 0.2271, 0.537, 0.6146, 0.6554, 0.7006, 0.7332), 0.4767), ('high', (1.0, 1.0, 1.0, 0.9076, 0.8854, 0.8616, 0.8421), 0.0924),),
-    'head_solidity': (('low', (0.1829, 0.3373, 0.6736, 0.8289, 0.8833, 0.9206, 0.9497), 0.646),),
-    'head_offset': (('high', (0.2379, 0.1817, 0.1212, 0.1038, 0.0885, 0.0701, 0.0568), 0.1341),),
-    'head_ellipse_iou': (('low', (0.0827, 0.1586, 0.6767, 0.7697, 0.8236, 0.8725, 0.8998), 0.687),),
-    'head_axis_ratio': (('low', (0.4254, 0.5218, 0.605, 0.6476, 0.6875, 0.7242, 0.7467), 0.2222),),
-    'dark_inside': (('high', (0.4106, 0.3537, 0.2272, 0.1529, 0.1098, 0.0703, 0.0474), 0.2577),),
-    'level_gaps': (('high', (0.0694, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0694),),
-    'edge_density': (('low', (0.0019, 0.0057, 0.0164, 0.0284, 0.041, 0.0705, 0.0999), 0.0266), ('high', (0.8934, 0.882, 0.8288, 0.7754, 0.704, 0.5865, 0.5006), 0.118),),
-    'noise_ratio': (('low', (0.3578, 0.3766, 0.4112, 0.4337, 0.4657, 0.5144, 0.556), 0.0759), ('high', (1.5203, 1.477, 1.3689, 1.2758, 1.2122, 1.0627, 0.8961), 0.2445),),
-    'core_spread': (('low', (0.0275, 0.0314, 0.0353, 0.0392, 0.0471, 0.0549, 0.0667), 0.0118), ('high', (0.7373, 0.6902, 0.6039, 0.5137, 0.4471, 0.349, 0.2863), 0.2235),),
-    'core_level': (('low', (0.1451, 0.1608, 0.1843, 0.2, 0.2235, 0.2588, 0.2941), 0.0549), ('high', (0.9176, 0.8824, 0.8471, 0.8, 0.7451, 0.6863, 0.6), 0.1176),),
-    'bright_fraction': (('high', (0.5417, 0.4748, 0.3443, 0.2869, 0.2423, 0.1864, 0.1342), 0.2548),),
-    'ring_width': (('high', (0.2872, 0.2798, 0.2723, 0.2484, 0.2191, 0.165, 0.1104), 0.0388),),
-    'inside_ring_level': (('high', (2.6229, 2.3739, 2.0076, 1.7974, 1.5776, 1.3172, 1.127), 0.8255),),
-    'flat_fraction': (('high', (0.3113, 0.2914, 0.2065, 0.1527, 0.105, 0.0575, 0.0309), 0.1587),),
-    'smooth_fraction': (('high', (0.219, 0.1734, 0.1385, 0.1208, 0.1016, 0.077, 0.0607), 0.0982),),
-    'background_level': (('high', (0.3922, 0.3686, 0.1725, 0.0941, 0.0588, 0.0314, 0.0196), 0.298),),
-    'edge_touch': (('high', (1.0, 1.0, 1.0, 0.6411, 0.3975, 0.2255, 0.1588), 0.3589),),
-    'head_thickness': (('low', (0.2341, 0.2845, 0.544, 0.6437, 0.7198, 0.7692, 0.7975), 0.4096),),
-}
+
+def _read_tables(path: Path = TABLES_FILE) -> tuple[dict, float, dict]:
+    """(WEIGHTS, MAX_EVIDENCE, TAILS) from the tables file."""
+    tables = json.loads(path.read_text())
+    weights = {(name, side): float(weight) for name, side, weight in tables["weights"]}
+    tails = {name: tuple((side, tuple(quantiles), step) for side, quantiles, step in sides)
+             for name, sides in tables["tails"].items()}
+    return weights, float(tables["max_evidence"]), tails
+
+
+#: WEIGHTS: weight of each (feature, side) tail score in the evidence against an MR slice: non-negative
+#: logistic regression of real slices against the non-MRI set and its grey, cropped and halved copies, each
+#: source group and each category weighing the same; every weight lies in [0.1, 1], so no single feature
+#: decides and any feature unusual for MR counts a little, even for kinds of image the fit never saw.
+#: MAX_EVIDENCE: reject above this weighted evidence: the 98.8th percentile of the real slices' evidence in
+#: the source group (br35h+nav, mos, lgg) where it is highest (the 99th let a second grey heat-map through).
+#: TAILS: per feature, (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
+#: fitted on the real slices (each of br35h+nav, mos, lgg weighted equally; slices with a raw contrast below
+#: LOW_SIGNAL_CONTRAST left out).
+WEIGHTS, MAX_EVIDENCE, TAILS = _read_tables()

@@ -266,3 +266,12 @@ def test_unseen_source_refusals_judge_each_group_by_a_fit_without_it(bench, non_
     for source, (refused, judged) in counts.items():
         assert judged == sum(src == source and bench._rule_passed(scores) for src, _, _, _, scores in rows) > 0
         assert 0 <= refused <= judged
+
+
+def test_fitted_tables_round_trip_through_the_file_the_fit_writes(bench, tmp_path):
+    """bench --fit writes the tables as JSON; core.input_check reads back exactly what was written."""
+    from core import input_check
+
+    path = bench.write_tables(input_check.WEIGHTS, input_check.MAX_EVIDENCE, input_check.TAILS, tmp_path / "t.json")
+    assert input_check._read_tables(path) == (input_check.WEIGHTS, input_check.MAX_EVIDENCE, input_check.TAILS)
+    assert path.read_text() == input_check.TABLES_FILE.read_text()  # the shipped file is the fit's own output
