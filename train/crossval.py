@@ -37,7 +37,7 @@ from train.settings import RunSettings, augmentation_of, generalisation_of, pick
 #: The one file --export-folds writes: every fold, each scan's crop stored once (see export).
 FOLDS_BUNDLE = "folds.npz"
 #: The shared data sets, beside the repository.
-DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA_ROOT = folds.DATA_ROOT
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,7 @@ def parser():
 
 
 def _sources(args) -> dict[str, list[str]] | None:
-    if not args.source:
-        return None
-    named = {}
-    for item in args.source:
-        name, _, folders = item.partition("=")
-        if not name or not folders:
-            raise DataError(f"--source needs NAME=DIR[,DIR...]. Received: {item!r}")
-        named[name] = folders.split(",")
-    return named
+    return folds.parse_sources(args.source)
 
 
 def plan_of(args) -> dict:

@@ -22,7 +22,8 @@ When the last step is done, RUN_DIR gets results.json / results.md: the validati
 test metrics (AUC with interval, balanced accuracy, sensitivity, specificity; per folder too) of four
 variants: the raw and the averaged weights, each with BatchNorm as trained and with its statistics
 re-estimated on a balanced sample of the training sources; scores.json holds every scored scan's
-probability, and model/ the averaged weights with a card.
+probability. A run on every source (--held-out none) also writes finetuned.keras: the averaged weights,
+without a card yet.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from train.data import DataError
 from train.finetune_loop import FineTuner, LoopSettings, fresh_head
 from train.options import add_label_arguments, new_parser
 
-DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 #: Images per "pass" in the issue's budgets (120 batches of 32).
 PASS_IMAGES = 3840
 
@@ -50,7 +50,8 @@ def parser():
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder: checkpoints and results")
     p.add_argument("--held-out", required=True, metavar="NAME", help="source to test on (mos, lgg), or none")
     p.add_argument("--model", type=Path, help="start model directory (default: the shipped model)")
-    p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding br35h, nav, mos, lgg*")
+    p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT,
+                   help="folder holding br35h, nav, mos, lgg*")
     p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
                    help="a source and its folders (repeat; replaces the default br35h, mos, lgg in three sequences)")
     p.add_argument("--trainable-from", default="conv4", choices=("conv2", "conv3", "conv4", "conv5"),
@@ -115,7 +116,6 @@ def make_split(pool, held_out: str, args) -> dict[str, np.ndarray]:
     training sources removed), capped per (folder, class); for none, train.refit_final.three_way_split's
     test split (whole groups). Validation is capped per (source, class); bn is a balanced training sample."""
     from train import dedup
-
     from train.refit_final import three_way_split
 
     labels, sources = pool.labels, pool.sources
@@ -160,11 +160,8 @@ def run(args, log=print) -> dict | None:
     from core.model import load_classifier
 
     classifier = load_classifier(args.model)
-    from train.crossval import _sources
-
-    sources = folds.resolve_sources(args.data_root, _sources(args), defaults=folds.ALL_SEQUENCES)
-    pool = folds.build_pool(sources,
-                            classifier.input_size, cache_dir=args.cache_dir, workers=args.workers,
+    sources = folds.resolve_sources(args.data_root, folds.parse_sources(args.source), defaults=folds.ALL_SEQUENCES)
+    pool = folds.build_pool(sources, classifier.input_size, cache_dir=args.cache_dir, workers=args.workers,
                             near_threshold=args.near_threshold, negative_classes=args.negative_classes, log=log)
     if args.held_out != "none" and args.held_out not in pool.source_names():
         raise DataError(f"--held-out must be none or one of {', '.join(pool.source_names())}. "

@@ -32,6 +32,8 @@ from train import cache, dedup
 from train.data import DataError, check_two_classes, discover_all
 from train.dataset import Prepared, split_groups
 
+#: The shared data sets beside the repository (../shared/data).
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: The three independent sources in ../shared/data (SOURCES.md): name -> folders under the data root.
 DEFAULT_SOURCES = {"br35h": ("br35h", "nav"), "mos": ("mos/Training", "mos/Testing"), "lgg": ("lgg",)}
 #: The same sources with LGG in all three sequences (FLAIR, plain T1, contrast T1; one source, same patients):
@@ -78,6 +80,19 @@ def resolve_sources(data_root: Path, overrides: dict[str, list[str]] | None = No
                 raise DataError(f"The folder {folder!r} of source {name!r} does not exist. "
                                 "Check --data-root or --source.")
     return {name: [Path(folder) for folder in folders] for name, folders in named.items()}
+
+
+def parse_sources(items: list[str] | None) -> dict[str, list[str]] | None:
+    """{name: folders} from --source options "NAME=DIR[,DIR...]" (None when there are none)."""
+    if not items:
+        return None
+    named = {}
+    for item in items:
+        name, _, folders = item.partition("=")
+        if not name or not folders:
+            raise DataError(f"--source needs NAME=DIR[,DIR...]. Received: {item!r}")
+        named[name] = folders.split(",")
+    return named
 
 
 def _patient_of(source: str, patient: str) -> str:
