@@ -23,6 +23,7 @@ from core.input_check import InputCheck, check_input
 from core.labels import DISPLAY, display
 from core.pixels import to_rgb
 from core.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
+from core.tumour_type import TYPES
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
 TARGETS = {shown: label for label, shown in DISPLAY.items()}
@@ -148,9 +149,14 @@ def _result(analysis: Analysis) -> dict[str, Any]:
     if analysis.refused:
         return {"status": "not_brain_mri", "reason": analysis.check.reason}
     result = analysis.assessment
-    return {"status": "ok", "tumour_probability": round(result.probability, 6),
-            "probability_range": [round(result.low, 6), round(result.high, 6)],
-            "raw_probability": round(result.raw, 6), "label": result.verdict, "threshold": round(result.threshold, 6)}
+    out = {"status": "ok", "tumour_probability": round(result.probability, 6),
+           "probability_range": [round(result.low, 6), round(result.high, 6)],
+           "raw_probability": round(result.raw, 6), "label": result.verdict, "threshold": round(result.threshold, 6)}
+    if result.tumour_type is not None:
+        call = result.tumour_type
+        out["tumour_type"] = {"type": call.type or "uncertain",
+                              "probabilities": {name: round(p, 6) for name, p in zip(TYPES, call.probabilities)}}
+    return out
 
 
 def report(analysis: Analysis, model_id: str, method: str, target: str) -> dict[str, Any]:
@@ -175,7 +181,7 @@ def report_json(report_dict: dict[str, Any]) -> bytes:
 def table_row(name: str, analysis: Analysis | None = None, error: str | None = None) -> dict[str, Any]:
     """One row of the results table (data spelling): a result, a refused scan or an unreadable file."""
     row = {"file": name, "status": "unreadable", "tumour_probability": None, "probability_low": None,
-           "probability_high": None, "label": "—", "crop_fell_back": None, "error": error or ""}
+           "probability_high": None, "label": "—", "type": "", "crop_fell_back": None, "error": error or ""}
     if analysis is None:
         return row
     row.update(status="not_brain_mri" if analysis.refused else "ok", label=analysis.label,
@@ -183,8 +189,25 @@ def table_row(name: str, analysis: Analysis | None = None, error: str | None = N
     if not analysis.refused:
         result = analysis.assessment
         row.update(tumour_probability=round(result.probability, 4), probability_low=round(result.low, 4),
-                   probability_high=round(result.high, 4))
+                   probability_high=round(result.high, 4), type=type_cell(result.tumour_type))
     return row
+
+
+def type_cell(call) -> str:
+    """The results table's type cell: 'meningioma 71%', 'uncertain', or '' without a type call."""
+    if call is None:
+        return ""
+    return "uncertain" if call.uncertain else f"{call.type} {call.ranked()[0][1]:.0%}"
+
+
+def type_text(call) -> str:
+    """Under the probability: '**Type: meningioma 71%** · glioma 22% · pituitary 7%', or
+    '**Type uncertain**: ...' when no type reaches the head's level."""
+    (top, p), *rest = call.ranked()
+    others = " · ".join(f"{name} {q:.0%}" for name, q in rest)
+    if call.uncertain:
+        return f"**Type uncertain**: {top} {p:.0%} · {others}"
+    return f"**Type: {top} {p:.0%}** · {others}"
 
 
 def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
@@ -211,11 +234,13 @@ def faithfulness_text(classifier, explanation) -> str:
 def report_page(analysis: Analysis, explanation=None, heading: str = ""):
     """The PDF page (`core.report_pdf.ReportPage`) of one assessed scan."""
     from core.report_pdf import ReportPage
+    from core.tumour_type import describe_type
 
     result = analysis.assessment
     return ReportPage.from_scan(analysis.name, analysis.digest, analysis.scan, result.probability, result.threshold,
                                 explanation, notes=tuple(notes(analysis, explanation)),
-                                uncertainty=(result.low, result.high), verdict=result.verdict, heading=heading)
+                                uncertainty=(result.low, result.high), verdict=result.verdict, heading=heading,
+                                tumour_type=describe_type(result.tumour_type))
 
 
 def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "", notes: tuple[str, ...] = ()) -> bytes:

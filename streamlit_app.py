@@ -270,6 +270,10 @@ def probability_ui(analysis) -> None:
     if result.high > result.low:
         st.caption(f"Range over the scan and its flipped views: {result.low:.1%}–{result.high:.1%}")
     st.markdown(support.verdict_text(analysis))
+    if result.tumour_type is not None:
+        st.markdown(support.type_text(result.tumour_type),
+                    help="Which tumour, if it is one: glioma, meningioma or pituitary (the model card's type head; "
+                         "it was trained on MOS and LGG slices). 'Type uncertain' when no type is likely enough.")
 
 
 def faithfulness_ui(where, classifier, digest: str, explanation) -> None:

@@ -59,6 +59,7 @@ DATA = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = ("lgg",)
 DEFAULT_SEEN = ("br35h", "nav", "mos/Training", "mos/Testing")
 NO_TUMOUR = "notumor"
+TYPES = ("glioma", "meningioma", "pituitary")  # core.tumour_type.TYPES, spelled as the peers' classes
 #: Bump when a peer's *_input function changes, so stored peer outputs are recomputed.
 PREPARE_VERSION = 1
 
@@ -187,6 +188,16 @@ def load_keras(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: np.asarray(model.predict_on_batch(batch))
 
 
+def types_from_classes(outputs: np.ndarray, peer: Peer) -> np.ndarray:
+    """float (n, 4) outputs -> float64 (n, 3) probabilities of glioma, meningioma, pituitary (TYPES order),
+    renormalised over the three tumour classes: the peer's type if the scan is a tumour."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if peer.logits:
+        outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    tumour = outputs[:, [peer.classes.index(name) for name in TYPES]]
+    return tumour / np.maximum(tumour.sum(axis=1, keepdims=True), 1e-12)
+
+
 def tumour_from_classes(outputs: np.ndarray, peer: Peer) -> tuple[np.ndarray, np.ndarray]:
     """float (n, 4) outputs -> float64 (n,) 1 - p(notumor) in [0, 1], bool (n,) argmax is not notumor."""
     outputs = np.asarray(outputs, dtype=np.float64)
@@ -216,6 +227,8 @@ class Scorer:
     score: Callable | None
     status: str = "ok"
     model_file: str | None = None
+    types: Callable | None = None  # (paths, entries) -> float64 (n, 3) glioma/meningioma/pituitary, or None
+    types_rule: str = ""
 
 
 def sha256_file(path: Path) -> str:
@@ -282,7 +295,11 @@ def peer_scorer(peer: Peer, explicit: Path | None, batch_size: int, store: Path 
     def score(paths, entries):
         return tumour_from_classes(stored_outputs(paths, path, compute, store), peer)
 
-    return Scorer(peer.name, rule, score, model_file=str(path))
+    def types(paths, entries):
+        return types_from_classes(stored_outputs(paths, path, compute, store), peer)
+
+    return Scorer(peer.name, rule, score, model_file=str(path), types=types,
+                  types_rule="top of its three tumour classes")
 
 
 def project_scorer(model_dir: Path | None, batch_size: int) -> tuple[Scorer, int]:
@@ -304,7 +321,36 @@ def project_scorer(model_dir: Path | None, batch_size: int) -> tuple[Scorer, int
         return probs, probs >= classifier.threshold
 
     rule = f"p >= {classifier.threshold:.3f} (card threshold)"
-    return Scorer(f"this project ({classifier.model_id})", rule, score, model_file=str(classifier.directory)), size
+    types, types_rule = project_types(classifier, batch_size)
+    return Scorer(f"this project ({classifier.model_id})", rule, score, model_file=str(classifier.directory),
+                  types=types, types_rule=types_rule), size
+
+
+def project_types(classifier, batch_size: int) -> tuple[Callable | None, str]:
+    """The type head trained on MOS alone (the card's tumour_type.mos_only_file, with its temperature from the
+    stored scores): it never saw LGG, so LGG is a fair set for it as for the peers. (None, why) without one."""
+    import keras
+
+    from core import to_model_input
+    from core.tumour_type import CARD_ENTRY, softmax
+
+    entry = classifier.card.extra.get(CARD_ENTRY)
+    if not entry or not entry.get("mos_only_file"):
+        return None, "no type head on the card"
+    head = keras.saving.load_model(classifier.directory / entry["mos_only_file"], compile=False, safe_mode=True)
+    temperature = json.loads((classifier.directory / entry["scores_file"]).read_text())["heads"]["mos_only"][
+        "temperature"]
+    size = classifier.input_size
+
+    def types(paths, entries):
+        chunks = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
+        features = [classifier.predict_inputs_with_features(np.stack([to_model_input(e.crop, size) for e in c]))[1]
+                    for c in chunks]
+        if not features:
+            return np.zeros((0, len(TYPES)))
+        return softmax(np.asarray(head.predict_on_batch(np.concatenate(features))), temperature)
+
+    return types, "top type of the head trained on MOS alone"
 
 
 def model_held_out(model_dir: Path | None) -> tuple[set[str], list[Path]]:
@@ -431,6 +477,50 @@ def score_set(name: str, fair: dict, scorer: Scorer, parts, rounds: int, seed: i
     return row
 
 
+TYPE_COLUMNS = ("set", "model", "status", "rule", "n_tumour", *(f"recall_{name}" for name in TYPES), "seconds")
+
+
+def type_of_sample(sample, set_label: str) -> str | None:
+    """A tumour scan's type: its class folder when that names one, glioma for LGG (lower-grade gliomas)."""
+    name = sample.class_name.lower()
+    if name in TYPES:
+        return name
+    return "glioma" if set_label.split("/")[0].startswith("lgg") else None
+
+
+def type_row(name: str, fair: dict, scorer: Scorer) -> dict | None:
+    """One row of the type table: each model's recall per type on the set's typed tumour scans (top type, no
+    abstention); None when the set's tumour scans have no known type."""
+    tumours = [i for i, label in enumerate(fair["labels"]) if label == 1]
+    truth = [type_of_sample(fair["samples"][i], name) for i in tumours]
+    if not tumours or any(t is None for t in truth):
+        return None
+    row = dict.fromkeys(TYPE_COLUMNS)
+    row.update({"set": name, "model": scorer.name, "status": scorer.status if scorer.types else "no type output",
+                "rule": scorer.types_rule, "n_tumour": len(tumours)})
+    if scorer.score is None or scorer.types is None:
+        return row
+    start = time.perf_counter()
+    predicted = np.asarray(scorer.types([fair["samples"][i].path for i in tumours],
+                                        [fair["entries"][i] for i in tumours])).argmax(axis=1)
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    truth_index = np.array([TYPES.index(t) for t in truth])
+    for index, type_name in enumerate(TYPES):
+        if (truth_index == index).any():
+            row[f"recall_{type_name}"] = float(np.mean(predicted[truth_index == index] == index))
+    return row
+
+
+def type_markdown(rows: list[dict]) -> str:
+    """The type rows as a Markdown table."""
+    lines = ["| set | model | tumour scans | type rule | " + " | ".join(f"recall {t}" for t in TYPES) + " |",
+             "|---|---|---|---|" + "---|" * len(TYPES)]
+    for r in rows:
+        cells = " | ".join(_fmt(r[f"recall_{t}"]) for t in TYPES) if r["status"] == "ok" else r["status"]
+        lines.append(f"| {r['set']} | {r['model']} | {r['n_tumour']} | {r['rule']} | {cells} |")
+    return "\n".join(lines)
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -544,14 +634,15 @@ def run(args: argparse.Namespace) -> dict:
 
     seen = {folder: fingerprints(read(folder)[1]) for folder in args.seen}
     held_out, trained = model_held_out(args.model)
-    sets, rows = [], []
+    sets, rows, type_rows = [], [], []
     for folder in args.sets:
         only = held_out if any(overlaps(folder, done) for done in trained) else None
         fair = fair_set(folder, read(folder), seen, parts, args.max_per_class, args.seed, only)
         sets.append(fair["report"])
         rows.extend(score_set(set_name(folder), fair, scorer, parts, args.bootstrap, args.seed) for scorer in scorers)
+        type_rows.extend(row for row in (type_row(set_name(folder), fair, scorer) for scorer in scorers) if row)
     return {"versions": versions(), "near_threshold": parts.near_threshold, "seen": [str(f) for f in args.seen],
-            "sets": sets, "rows": rows}
+            "sets": sets, "rows": rows, "type_rows": type_rows}
 
 
 def main(argv=None) -> int:
@@ -572,6 +663,8 @@ def main(argv=None) -> int:
               f"{report['removed']['by_seen_folder']}; kept {report['n']['tumour']} tumour / "
               f"{report['n']['no_tumour']} no tumour")
     print(markdown(outcome["rows"]))
+    if outcome["type_rows"]:
+        print("\nTumour type (tumour scans only):\n" + type_markdown(outcome["type_rows"]))
     print(f"wall time {outcome['wall_seconds']:.0f} s")
     if args.json:
         write_atomic(args.json, json.dumps(outcome, indent=2) + "\n")

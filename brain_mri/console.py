@@ -12,6 +12,7 @@
     brain-mri refit ...                 = python -m train.refit (head refit on a frozen backbone)
     brain-mri recard ...                = python -m train.recard (a refit card's numbers from its scores)
     brain-mri finetune ...              = python -m train.finetune (resumable backbone fine-tuning)
+    brain-mri type-head ...             = python -m train.type_head (glioma / meningioma / pituitary head)
 
 Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
@@ -37,6 +38,7 @@ COMMANDS = {
     "refit": ("train.refit", "main"),
     "finetune": ("train.finetune", "main"),
     "recard": ("train.recard", "main"),
+    "type-head": ("train.type_head", "main"),
 }
 
 

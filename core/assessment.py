@@ -7,18 +7,21 @@ calibration (`core.calibration`); its uncertainty is the spread over
 test-time augmentation: the scan and its horizontal, vertical and double flips
 (the flips the model was trained with). The verdict is "uncertain" instead of a
 label when the views fall on both sides of the threshold, or when the
-probability lies within `UNCERTAIN_MARGIN` of it.
+probability lies within `UNCERTAIN_MARGIN` of it. A model with a tumour-type head (`core.tumour_type`)
+also names the type of a scan whose verdict is tumour, from the same pass's pooled features of the scan as
+given.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
-from core.labels import label_for
+from core.labels import TUMOUR, label_for
 from core.pipeline import PreparedScan, as_prepared
+from core.tumour_type import TypeCall
 
 #: A calibrated probability this close to the (calibrated) threshold gets no label.
 UNCERTAIN_MARGIN = 0.05
@@ -32,7 +35,8 @@ class Assessment:
     raw: the model's own output for the scan as given, in [0, 1].
     probability: raw, calibrated, in [0, 1]. low / high: the least and most calibrated
     probability over the test-time views. threshold: the card's threshold, calibrated.
-    verdict: "tumour", "no_tumour" or "uncertain".
+    verdict: "tumour", "no_tumour" or "uncertain". tumour_type: the type call when the verdict is tumour and
+    the model has a type head, else None.
     """
 
     raw: float
@@ -41,6 +45,7 @@ class Assessment:
     high: float
     threshold: float
     verdict: str
+    tumour_type: TypeCall | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -69,7 +74,13 @@ def assess(classifier, scans: Sequence[PreparedScan], tta: bool = True) -> list[
         return []
     inputs = np.stack([as_prepared(scan, classifier.input_size).model_input for scan in scans])
     views = tta_views(inputs) if tta else inputs[None]
-    raw = classifier.predict_inputs(views.reshape(-1, *inputs.shape[1:])).reshape(len(views), len(inputs))
+    flat = views.reshape(-1, *inputs.shape[1:])
+    type_head = getattr(classifier, "type_head", None)
+    if type_head is None:
+        raw, features = classifier.predict_inputs(flat), None
+    else:
+        raw, features = classifier.predict_inputs_with_features(flat)
+    raw = raw.reshape(len(views), len(inputs))
     calibrated = classifier.calibration(raw.ravel()).reshape(raw.shape)
     threshold = float(classifier.calibration([classifier.threshold])[0])
     results = []
@@ -77,4 +88,8 @@ def assess(classifier, scans: Sequence[PreparedScan], tta: bool = True) -> list[
         p, low, high = float(calibrated[0, index]), float(calibrated[:, index].min()), float(calibrated[:, index].max())
         results.append(Assessment(raw=float(raw[0, index]), probability=p, low=low, high=high,
                                   threshold=threshold, verdict=verdict(p, low, high, threshold)))
+    tumours = [i for i, result in enumerate(results) if result.verdict == TUMOUR]
+    if features is not None and tumours:  # views[0] is the scan as given: features[:len(inputs)]
+        for index, call in zip(tumours, type_head.calls(features[tumours])):
+            results[index] = replace(results[index], tumour_type=call)
     return results

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 OK, NOT_BRAIN_MRI, UNREADABLE, VOLUME_EDGE = "ok", "not_brain_mri", "unreadable", "volume_edge"
 COLUMNS = (
     "path", "status", "probability", "probability_low", "probability_high", "raw_probability", "label",
-    "threshold", "box_x0", "box_y0", "box_x1", "box_y1", "crop_fell_back", "heatmap", "error",
+    "type", "p_glioma", "p_meningioma", "p_pituitary", "threshold", "box_x0", "box_y0", "box_x1", "box_y1", "crop_fell_back", "heatmap", "error",
 )
 
 
@@ -41,6 +41,8 @@ class Row:
 
     probability / low / high: calibrated, in [0, 1], only when status is ok; raw: the model's own output.
     label: "tumour", "no_tumour" or "uncertain"; threshold: the card's threshold, calibrated.
+    tumour_type: a `core.tumour_type.TypeCall` when the label is tumour and the model has a type head (CSV:
+    `type` is the type, or "uncertain"; p_glioma, p_meningioma, p_pituitary its probabilities).
     """
 
     path: str
@@ -50,6 +52,7 @@ class Row:
     high: float | None = None
     raw: float | None = None
     label: str = ""
+    tumour_type: object | None = None
     threshold: float | None = None
     box: tuple[int, int, int, int] | None = None
     fell_back: bool | None = None
@@ -61,14 +64,18 @@ class Row:
             return "" if value is None else f"{value:.6f}"
 
         box = [str(v) for v in self.box] if self.box else ["", "", "", ""]
+        call = self.tumour_type
+        typed = ["", "", "", ""] if call is None else [
+            "uncertain" if call.uncertain else call.type, *(number(p) for p in call.probabilities)]
         return [self.path, self.status, number(self.probability), number(self.low), number(self.high),
-                number(self.raw), self.label, "" if self.threshold is None else f"{self.threshold:g}", *box,
+                number(self.raw), self.label, *typed, "" if self.threshold is None else f"{self.threshold:g}", *box,
                 "" if self.fell_back is None else str(self.fell_back).lower(), self.heatmap, self.error]
 
     def assessed(self, assessment) -> None:
         """Fill the prediction from a `core.assessment.Assessment`."""
         self.probability, self.low, self.high = assessment.probability, assessment.low, assessment.high
         self.raw, self.threshold, self.label = assessment.raw, assessment.threshold, assessment.verdict
+        self.tumour_type = assessment.tumour_type
 
 
 def find_sources(paths: Iterable[str]) -> list[Source]:
@@ -141,9 +148,11 @@ def _write_overlay(explanation, target_path: Path) -> Path:
 def _page(row: Row, scan, explanation, digest: str | None):
     from core.model import sha256_of
     from core.report_pdf import ReportPage
+    from core.tumour_type import describe_type
 
     return ReportPage.from_scan(row.path, digest or sha256_of(row.path), scan, row.probability, row.threshold,
-                                explanation, verdict=row.label, uncertainty=(row.low, row.high))
+                                explanation, verdict=row.label, uncertainty=(row.low, row.high),
+                                tumour_type=describe_type(row.tumour_type))
 
 
 def predict_rows(classifier, sources: Sequence[Source], batch_size: int, outputs: Outputs,

@@ -11,11 +11,14 @@ that cannot be read get a row with the error, never stop the run.
 One CSV row per scan (to OUT.csv, or stdout without --csv), see `core.batch`:
 
     path, status, probability, probability_low, probability_high, raw_probability,
-    label, threshold, box_x0, box_y0, box_x1, box_y1, crop_fell_back, heatmap, error
+    label, type, p_glioma, p_meningioma, p_pituitary, threshold,
+    box_x0, box_y0, box_x1, box_y1, crop_fell_back, heatmap, error
 
 status is ok, not_brain_mri (the input check refused it: no probability; error
 says why) or unreadable. probability is calibrated; low/high are its range
-over test-time views; label is tumour, no_tumour or uncertain. With --series,
+over test-time views; label is tumour, no_tumour or uncertain. type (glioma,
+meningioma, pituitary, or uncertain) and its probabilities are filled only when
+the label is tumour and the model has a type head (`core.tumour_type`). With --series,
 DICOM files are grouped by series and ordered by slice position; each series
 ends with a summary row ("series:<id> (...)", its most suspicious slice), and
 refused slices at either end of a series are volume_edge (not assessed).

@@ -28,6 +28,7 @@ from core.calibration import IDENTITY, Calibration
 from core.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
 from core.pipeline import PreparedScan, as_prepared
 from core.recipe import BACKBONES, INPUT_SIZE, STAGES, default_trainable_from
+from core.tumour_type import CARD_ENTRY, FEATURE_LAYER, load_type_head
 
 LOGIT_LAYER = "logit"
 OUTPUT_LAYER = "tumour_probability"
@@ -194,7 +195,8 @@ class Classifier:
     """A loaded classifier with its model card.
 
     predict(uint8 scans) or predict_prepared(PreparedScans) -> float32 (n,)
-    tumour probabilities in [0, 1]. Inference is serialised by a lock: one
+    tumour probabilities in [0, 1]. `type_head` is the card's tumour-type head
+    (`core.tumour_type`), or None for a model without one. Inference is serialised by a lock: one
     cached instance may serve many threads. `explainers` caches the
     explanation machinery built for this model (see `core.explain`), one per
     explained layer; it is filled under the classifier's lock.
@@ -204,8 +206,10 @@ class Classifier:
     card: ModelCard
     directory: Path | None = None
     batch_size: int = 16
+    type_head: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     explainers: dict[str, Any] = field(default_factory=dict, repr=False)
+    _with_features: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.card, dict):
@@ -244,6 +248,21 @@ class Classifier:
                 for i in range(0, len(inputs), self.batch_size)
             ]
         return np.concatenate(outputs)[:, 0].astype(np.float32)
+
+    def predict_inputs_with_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (n, size, size, 3) preprocessed inputs -> (float32 (n,) probabilities, float32 (n, d)
+        pooled backbone features, the type head's input), from one pass through the network."""
+        import keras
+
+        inputs = np.asarray(inputs, dtype=np.float32)
+        with self.lock:
+            if self._with_features is None:
+                self._with_features = keras.Model(self.model.input, [self.model.output,
+                                                                     self.model.get_layer(FEATURE_LAYER).output])
+            outputs = [self._with_features.predict_on_batch(inputs[i : i + self.batch_size])
+                       for i in range(0, len(inputs), self.batch_size)]
+        probabilities = np.concatenate([np.asarray(o[0]) for o in outputs])[:, 0].astype(np.float32)
+        return probabilities, np.concatenate([np.asarray(o[1]) for o in outputs]).astype(np.float32)
 
     def predict_prepared(self, scans: Sequence[PreparedScan]) -> np.ndarray:
         """Prepared scans (see `core.pipeline`) -> float32 (n,) tumour probabilities."""
@@ -323,7 +342,8 @@ def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     model = keras.saving.load_model(weights_path, compile=False, safe_mode=True)
     if any(isinstance(layer, keras.layers.Lambda) for layer in model.layers):
         raise ValueError(f"{weights_path} contains a Lambda layer; refusing to load arbitrary code.")
-    return Classifier(model=model, card=card, directory=directory)
+    type_head = load_type_head(directory, card.extra[CARD_ENTRY]) if CARD_ENTRY in card.extra else None
+    return Classifier(model=model, card=card, directory=directory, type_head=type_head)
 
 
 __all__ = ["CARD_FILE", "MODEL_FILE", "CardError", "Classifier", "ModelCard", "build_model", "load_classifier",

@@ -69,7 +69,8 @@ class ReportPage:
     ("gradcam", "tumour"). uncertainty: a text ("± 0.04") or a (low, high) interval, or None.
     heading: an optional line above the file name ("Slice 3 of 30 of series:3fa9c1d2").
     verdict: an assessment's verdict ("tumour", "no_tumour" or "uncertain") shown as the label; default None:
-    the label at the threshold.
+    the label at the threshold. tumour_type: the type line under the label ("Type: meningioma 71% · ...",
+    `core.tumour_type.describe_type`), or "" for none.
     """
 
     name: str
@@ -86,6 +87,7 @@ class ReportPage:
     uncertainty: str | tuple[float, float] | None = None
     heading: str = ""
     verdict: str | None = None
+    tumour_type: str = ""
 
     def __post_init__(self) -> None:
         for what in ("pixels", "crop") + (("overlay",) if self.overlay is not None else ()):
@@ -263,6 +265,8 @@ def _result(figure, page: ReportPage, top: float) -> float:
     if page.uncertainty is not None:
         lines.append(("Uncertainty", _uncertainty(page.uncertainty)))
     lines.append((f"Label at the model's threshold {page.threshold:.3f}", _label_text(page.label)))
+    if page.tumour_type:
+        lines.append(("Tumour type", page.tumour_type.removeprefix("Type: ")))
     if page.method:
         lines.append(("Explanation", f"{_method(page.method)}; the map shows evidence for '{page.target}'"))
     lines += [("Note", note) for note in page.notes]

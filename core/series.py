@@ -480,12 +480,14 @@ def series_pages(classifier, analysis: SeriesAnalysis, method: str = DEFAULT_MET
     """
     from core.explain import explain
     from core.report_pdf import ReportPage
+    from core.tumour_type import describe_type
 
     count = len(analysis.slices)
     return [ReportPage.from_scan(s.name, s.digest, s.scan, s.probability, analysis.threshold,
                                  explain(classifier, s.scan, method=method, target=target), alpha,
                                  heading=f"Slice {s.index} of {count} of {analysis.series.label}",
-                                 verdict=s.label(analysis.threshold), uncertainty=_spread(s.assessment))
+                                 verdict=s.label(analysis.threshold), uncertainty=_spread(s.assessment),
+                                 tumour_type=describe_type(getattr(s.assessment, "tumour_type", None)))
             for s in analysis.read]
 
 
@@ -562,7 +564,7 @@ def _values(result: SliceResult, threshold: float) -> dict[str, Any]:
         values.update(box=result.scan.crop.box, fell_back=result.scan.crop.fell_back)
     if result.probability is not None:
         values.update(probability=result.probability, threshold=threshold, label=result.label(threshold),
-                      **{key: getattr(result.assessment, key, None) for key in ("low", "high", "raw")})
+                      **{key: getattr(result.assessment, key, None) for key in ("low", "high", "raw", "tumour_type")})
     return values
 
 

@@ -238,3 +238,36 @@ def test_reruns_keep_the_keras_session(model_env, jpeg_bytes, monkeypatch, strea
     at.slider[0].set_value(0.7).run()
     _assert_clean(at)
     assert cleared == []
+
+
+def _typed_model(tiny_model_dir: Path, folder: Path, threshold: float) -> Path:
+    """A copy of the tiny model with a type head (meningioma-leaning) and the given threshold."""
+    import shutil
+
+    from core.atomic import write_atomic
+    from core.model import read_card
+    from tests.core.test_tumour_type import attach_type_head
+
+    typed = Path(shutil.copytree(tiny_model_dir, folder))
+    write_atomic(typed / "model_card.json", read_card(typed).with_entries(threshold=threshold).to_json())
+    attach_type_head(typed, width=2048)
+    return typed
+
+
+def test_the_tumour_type_is_shown_under_a_tumour_verdict(tiny_model_dir, jpeg_bytes, monkeypatch, tmp_path):
+    """A model with a type head (the tiny model, every scan called tumour): the type line under the verdict, in
+    the JSON report and the table too; the same model with no tumour call shows no type."""
+    typed = _typed_model(tiny_model_dir, tmp_path / "typed", threshold=0.0)
+    monkeypatch.setenv("BRAIN_MRI_MODEL_DIR", str(typed))
+    at = _upload(_app(), [("scan.jpg", jpeg_bytes)])
+    _assert_clean(at)
+    expected = app_support.analyse(load_classifier(typed), jpeg_bytes, "scan.jpg")
+    assert expected.assessment.verdict == "tumour" and expected.assessment.tumour_type.type == "meningioma"
+    assert "**Type: meningioma 77%** · glioma 17% · pituitary 6%" in _page_text(at)
+    report = app_support.report(expected, "m", "gradcam", "tumour")
+    assert report["tumour_type"]["type"] == "meningioma"
+    assert app_support.table_row("scan.jpg", expected)["type"] == "meningioma 77%"
+    monkeypatch.setenv("BRAIN_MRI_MODEL_DIR", str(_typed_model(tiny_model_dir, tmp_path / "never", threshold=1.0)))
+    at = _upload(_app(), [("scan.jpg", jpeg_bytes)])
+    _assert_clean(at)
+    assert "No tumour" in _page_text(at) and "Type" not in _page_text(at)

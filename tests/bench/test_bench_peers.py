@@ -274,3 +274,29 @@ def test_on_a_source_the_shipped_model_trained_on_only_its_held_out_test_is_scor
     assert [s.path for s in fair["samples"]] == expected and 0 < len(expected) < len(samples)
     assert fair["report"]["only_the_models_held_out_test"]
     assert not bench.fair_set(folder, (samples, entries, []), {}, parts)["report"]["only_the_models_held_out_test"]
+
+
+def test_a_four_class_peer_types_a_tumour_by_its_top_tumour_class():
+    peer = bench.PEERS[0]  # probabilities, classes glioma, meningioma, notumor, pituitary
+    types = bench.types_from_classes(np.array([[0.1, 0.3, 0.5, 0.1], [0.05, 0.05, 0.1, 0.8]]), peer)
+    np.testing.assert_allclose(types, [[0.2, 0.6, 0.2], [0.05 / 0.9, 0.05 / 0.9, 0.8 / 0.9]])
+
+
+def test_the_type_table_scores_typed_tumour_scans_only():
+    samples = [SimpleNamespace(class_name=name, path=f"{i}.png") for i, name in enumerate(["yes", "yes", "no", "yes"])]
+    fair = {"samples": samples, "entries": [None] * 4, "labels": np.array([1, 1, 0, 1])}
+    seen = []
+
+    def types(paths, entries):
+        seen.append(paths)
+        return np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+
+    scorer = bench.Scorer("peer", "argmax", score=lambda *a: None, types=types, types_rule="top tumour class")
+    row = bench.type_row("lgg-t1pre", fair, scorer)
+    assert seen == [["0.png", "1.png", "3.png"]]  # the no-tumour scan is not typed
+    assert row["n_tumour"] == 3 and row["recall_glioma"] == pytest.approx(2 / 3)
+    assert row["recall_meningioma"] is None and row["status"] == "ok"
+    assert bench.type_row("eval", fair, scorer) is None  # 'yes' names no type outside LGG
+    untyped = bench.type_row("lgg", fair, bench.Scorer("ours", "p", score=lambda *a: None))
+    assert untyped["status"] == "no type output" and untyped["recall_glioma"] is None
+    assert "| lgg-t1pre | peer | 3 | top tumour class | 0.667 | n/a | n/a |" in bench.type_markdown([row])

@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
     assert console.main([]) == 2
     text = capsys.readouterr().out
     for command in ("app", "predict", "explain-eval", "train", "evaluate", "prepare", "shards", "crossval",
-                    "calibrate", "refit", "recard", "finetune"):
+                    "calibrate", "refit", "recard", "finetune", "type-head"):
         assert f"brain-mri {command}" in text
 
 
@@ -33,7 +33,8 @@ def test_unknown_command_is_a_usage_error(capsys):
                                            ("crossval", "python -m train.crossval"),
                                            ("refit", "python -m train.refit"),
                                            ("recard", "python -m train.recard"),
-                                           ("finetune", "python -m train.finetune")])
+                                           ("finetune", "python -m train.finetune"),
+                                           ("type-head", "python -m train.type_head")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:
         console.main([command, "--help"])
