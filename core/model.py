@@ -161,7 +161,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _without_optimizer(model):
+def without_optimizer(model):
     """An uncompiled copy of `model` with the same layers and weights, so no optimizer state is saved."""
     if getattr(model, "optimizer", None) is None:
         return model
@@ -183,7 +183,7 @@ def save_classifier(model, card: ModelCard | dict, directory: str | os.PathLike)
         card = ModelCard.from_dict(card, require_hash=False)
     directory = Path(directory)
     with atomic_path(directory / MODEL_FILE, suffix=".keras") as model_tmp:
-        _without_optimizer(model).save(model_tmp)
+        without_optimizer(model).save(model_tmp)
         digest = sha256_of(model_tmp)
     card = card.with_entries(weights_file=MODEL_FILE, weights_sha256=digest)
     write_atomic(directory / CARD_FILE, card.to_json())

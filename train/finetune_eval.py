@@ -144,7 +144,7 @@ def write_results(out_dir: Path, results: dict, scores: dict, tuner) -> None:
     """scores.json, results.json, results.md; for a run on every source also finetuned.keras (the averaged
     weights, BatchNorm as trained, no optimizer state: the card, threshold and calibration come after)."""
     from core.atomic import atomic_path, write_atomic
-    from core.model import _without_optimizer
+    from core.model import without_optimizer
 
     out_dir = Path(out_dir)
     write_atomic(out_dir / SCORES_FILE, json.dumps(scores) + "\n")
@@ -152,4 +152,4 @@ def write_results(out_dir: Path, results: dict, scores: dict, tuner) -> None:
     write_atomic(out_dir / "results.md", to_markdown(results))
     if results["held_out"] == "none":
         with atomic_path(out_dir / MODEL_FILE, suffix=".keras") as temporary:
-            _without_optimizer(tuner.model).save(temporary)
+            without_optimizer(tuner.model).save(temporary)

@@ -30,8 +30,7 @@ SOURCE_TYPE = {"lgg": "glioma"}
 @dataclass
 class TypedSet:
     """n typed tumour slices. paths: str; folders: str (n,) ('mos/Testing', 'lgg-t1pre', ...); sources: str (n,);
-    types: int (n,) index into TYPES; groups: int (n,) split groups; features: float32 (n, 2048);
-    crops: uint8 (n, s, s)."""
+    types: int (n,) index into TYPES; groups: int (n,) split groups; features: float32 (n, 2048)."""
 
     paths: list[str]
     folders: np.ndarray
@@ -39,12 +38,11 @@ class TypedSet:
     types: np.ndarray
     groups: np.ndarray
     features: np.ndarray
-    crops: np.ndarray
 
     def subset(self, mask: np.ndarray) -> "TypedSet":
         index = np.flatnonzero(mask)
         return TypedSet([self.paths[i] for i in index], self.folders[index], self.sources[index], self.types[index],
-                        self.groups[index], self.features[index], self.crops[index])
+                        self.groups[index], self.features[index])
 
 
 def type_of(source: str, class_name: str) -> int:
@@ -81,8 +79,7 @@ def typed_set(model, data_root: Path = folds.DATA_ROOT, cache_dir=None, workers:
                     folders=np.array([folder_of(s.path, data_root) for s in samples]),
                     sources=np.array([s.source for s in samples]),
                     types=np.array([type_of(s.source, s.class_name) for s in samples], dtype=np.int64),
-                    groups=tumours.groups, features=features,
-                    crops=np.stack([e.crop for e in tumours.entries]))
+                    groups=tumours.groups, features=features)
 
 
 def group_split(groups: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:

@@ -4,10 +4,12 @@
     fit_temperature(logits, types) -> float
     choose_level(probabilities, types) -> float
 
-The head is multinomial logistic regression in Keras: the features standardised with the training set's
-mean and variance (a Normalization layer, so the saved model takes raw features), dropout, and one Dense
-layer to the three types' logits, L2-penalised; each type weighs the same in the loss; Adam until the
-validation loss stops falling (best weights kept).
+The head is a small MLP in Keras: the features standardised with the training set's mean and variance (a
+Normalization layer, so the saved model takes raw features), dropout 0.5, Dense 256 ReLU, dropout 0.5, and a
+Dense layer to the three types' logits (both L2-penalised); each type weighs the same in the loss; Adam until
+the validation loss stops falling (best weights kept). Chosen on the MOS-only head's validation groups
+(macro-F1 0.928, against 0.896-0.905 for multinomial logistic regression with dropout 0-0.5 and L2 1e-4-1e-2),
+never on its test groups.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from core.tumour_type import TYPES, softmax
 MIN_LEVEL = 0.5
 #: The level is raised until the named slices of the validation set reach this macro recall.
 TARGET_NAMED_RECALL = 0.95
-L2 = 1e-3
-DROPOUT = 0.3
+L2 = 1e-4
+DROPOUT = 0.5
+HIDDEN = 256
 MAX_EPOCHS = 200
 PATIENCE = 15
 
@@ -41,6 +44,9 @@ def build_type_head(mean: np.ndarray, variance: np.ndarray, seed: int):
     inputs = keras.Input((len(mean),), name="pooled_features")
     x = keras.layers.Normalization(mean=mean, variance=np.maximum(variance, 1e-6), name="standardise")(inputs)
     x = keras.layers.Dropout(DROPOUT, seed=seed, name="type_dropout")(x)
+    x = keras.layers.Dense(HIDDEN, activation="relu", kernel_regularizer=keras.regularizers.L2(L2),
+                           name="type_hidden")(x)
+    x = keras.layers.Dropout(DROPOUT, seed=seed + 1, name="type_hidden_dropout")(x)
     outputs = keras.layers.Dense(len(TYPES), kernel_regularizer=keras.regularizers.L2(L2), name="type_logits")(x)
     return keras.Model(inputs, outputs, name="tumour_type_head")
 

@@ -35,6 +35,8 @@ from train.type_fit import MAX_EPOCHS
 HEAD_FILE = "type_head.keras"
 RUN_FOLDER = Path("training_runs") / "tumour_type"
 MOS_ONLY_FILE = "type_head_mos_only.keras"
+#: 144 MOS test-group slices (seed 0's split) whose plane was labelled by eye from contact sheets.
+PLANES_FILE = Path(__file__).resolve().parents[1] / "docs" / "tumour_type" / "planes.csv"
 #: Shares of the typed slices' groups held out for validation and test.
 SPLIT = {"val": 0.15, "test": 0.2}
 
@@ -47,6 +49,8 @@ def parser():
     p.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="most passes over the training slices per head "
                    "(training stops earlier when the validation loss stops falling)")
     p.add_argument("--workers", type=int, default=2, help="processes for cropping")
+    p.add_argument("--planes", type=Path, default=PLANES_FILE, help="CSV (path, plane) of MOS slices whose "
+                   "plane was labelled by eye, for the plane-shortcut check")
     p.add_argument("--cache-dir", type=Path, help="crop and feature cache (default: the crop cache)")
     return p
 
@@ -68,7 +72,6 @@ def study(typed, seed: int, epochs: int = MAX_EPOCHS, log=print) -> tuple[dict, 
     """Fit both heads (module docstring). Returns ({head name: fitted head}, scores for type_table)."""
     from train.type_data import group_split
     from train.type_fit import logits_of
-    from train.type_table import mirror_symmetry
 
     roles = group_split(typed.groups, SPLIT, seed)
     mos = typed.sources == "mos"
@@ -82,8 +85,7 @@ def study(typed, seed: int, epochs: int = MAX_EPOCHS, log=print) -> tuple[dict, 
     rows = []
     for i in np.flatnonzero(scored["mos_only"] | scored["shipped"]):
         row = {"path": typed.paths[i], "folder": str(typed.folders[i]), "source": str(typed.sources[i]),
-               "type": TYPES[typed.types[i]], "role": str(roles[i]),
-               "symmetry": round(mirror_symmetry(typed.crops[i]), 4)}
+               "type": TYPES[typed.types[i]], "role": str(roles[i])}
         row.update({name: [round(float(v), 6) for v in probabilities[name][i]]
                     for name in heads if scored[name][i]})
         rows.append(row)
@@ -95,11 +97,30 @@ def study(typed, seed: int, epochs: int = MAX_EPOCHS, log=print) -> tuple[dict, 
     return heads, scores
 
 
-def _relative(scores: dict, data_root: Path) -> dict:
+def read_planes(path: Path | None) -> dict[str, str]:
+    """{path under the data root: 'axial' | 'coronal' | 'sagittal'} from a CSV with columns path, plane."""
+    import csv
+
+    from train.type_table import PLANES
+
+    if path is None or not Path(path).is_file():
+        return {}
+    with open(path, newline="") as handle:
+        planes = {row["path"]: row["plane"] for row in csv.DictReader(handle)}
+    wrong = sorted({plane for plane in planes.values() if plane not in PLANES})
+    if wrong:
+        raise DataError(f"{path}: planes must be one of {', '.join(PLANES)}. Received: {', '.join(wrong)}")
+    return planes
+
+
+def _relative(scores: dict, data_root: Path, planes: dict[str, str]) -> dict:
+    """Paths relative to the data root, and the plane of each slice labelled in `planes`."""
     from train.type_data import relative_to_root
 
     for row in scores["slices"]:
         row["path"] = relative_to_root(row["path"], data_root).as_posix()
+        if row["path"] in planes:
+            row["plane"] = planes[row["path"]]
     return scores
 
 
@@ -108,17 +129,17 @@ def write(directory: Path, heads: dict, scores: dict, command: str) -> dict:
     bench/bench_peers.py), then the card entry (last, so a card never names a missing head)."""
     from core.atomic import atomic_path, write_atomic
     from core.card import CARD_FILE
-    from core.model import read_card, sha256_of
+    from core.model import read_card, sha256_of, without_optimizer
     from train.type_table import markdown, type_tables
 
     tables = type_tables(scores)
     head = heads["shipped"]
     with atomic_path(directory / HEAD_FILE, suffix=".keras") as tmp:
-        head["model"].save(tmp)
+        without_optimizer(head["model"]).save(tmp)
         digest = sha256_of(tmp)
     run = directory / RUN_FOLDER
     with atomic_path(run / MOS_ONLY_FILE, suffix=".keras") as tmp:
-        heads["mos_only"]["model"].save(tmp)
+        without_optimizer(heads["mos_only"]["model"]).save(tmp)
     write_atomic(run / "scores.json", json.dumps(scores, indent=1) + "\n")
     write_atomic(run / "results.md", markdown(tables, scores["heads"]))
     entry = {"file": HEAD_FILE, "sha256": digest, "classes": list(TYPES), "temperature": head["temperature"],
@@ -144,7 +165,8 @@ def run(args, log=print) -> dict:
     heads, scores = study(typed, args.seed, args.epochs, log)
     heads["shipped"]["backbone_sha256"] = backbone_sha(classifier.model)
     command = " ".join(["python -m train.type_head"] + sys.argv[1:])
-    tables = write(classifier.directory, heads, _relative(scores, args.data_root), command)
+    scores = _relative(scores, args.data_root, read_planes(args.planes))
+    tables = write(classifier.directory, heads, scores, command)
     log(markdown(tables, scores["heads"]))
     return tables
 

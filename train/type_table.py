@@ -3,7 +3,8 @@
     type_tables(scores) -> dict;  markdown(tables) -> str
 
 scores: {"types": [...], "heads": {head: {"temperature", "uncertain_below"}}, "slices": [{"path", "folder",
-"source", "type", "role", "symmetry", head: [3 calibrated probabilities] or absent}]}. Two heads:
+"source", "type", "role", "plane" (only for slices whose plane was labelled by eye), head: [3 calibrated
+probabilities] or absent}]}. Two heads:
 `mos_only` (trained on MOS alone: tested on MOS's test groups and on every LGG tumour slice, a source it never
 saw) and `shipped` (trained on MOS and LGG: tested on both sources' test groups).
 """
@@ -13,22 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from core.tumour_type import TYPES
-
-#: Mirror symmetry (left-right correlation of the crop) at or above which a slice counts as "symmetric":
-#: axial (or coronal) rather than sagittal. See `mirror_symmetry`.
-SYMMETRIC = 0.8
-
-
-def mirror_symmetry(crop: np.ndarray) -> float:
-    """Pearson correlation in [-1, 1] of a uint8 (s, s) brain crop with its left-right mirror, over the pixels
-    that are not background in either: near 1 for axial and coronal slices, lower for sagittal ones."""
-    image = np.asarray(crop, np.float64)
-    mirrored = image[:, ::-1]
-    inside = (image > 10) | (mirrored > 10)
-    if inside.sum() < 16 or image[inside].std() == 0:
-        return 0.0
-    return float(np.corrcoef(image[inside], mirrored[inside])[0, 1])
-
 
 def _rate(hits: np.ndarray) -> float | None:
     return float(np.mean(hits)) if len(hits) else None
@@ -63,32 +48,33 @@ def glioma_rates(probabilities: np.ndarray, level: float) -> dict:
             "named_glioma": _rate(predicted[named] == glioma)}
 
 
-def _slices(scores: dict, head: str, **where) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = [s for s in scores["slices"] if head in s and all(where[k](s[k]) for k in where)]
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def _slices(scores: dict, head: str, **where) -> tuple[np.ndarray, np.ndarray]:
+    rows = [s for s in scores["slices"] if head in s and all(where[k](s.get(k)) for k in where)]
     probabilities = np.array([s[head] for s in rows], np.float64).reshape(-1, len(TYPES))
-    return (probabilities, np.array([TYPES.index(s["type"]) for s in rows], np.int64),
-            np.array([s["symmetry"] for s in rows], np.float64))
+    return probabilities, np.array([TYPES.index(s["type"]) for s in rows], np.int64)
 
 
 def type_tables(scores: dict) -> dict:
     """Every figure of the evidence table (module docstring), from the stored scores alone."""
     levels = {name: head["uncertain_below"] for name, head in scores["heads"].items()}
     mos_test = {"source": lambda v: v == "mos", "role": lambda v: v == "test"}
-    p, t, symmetry = _slices(scores, "mos_only", **mos_test)
-    tables = {"mos_only": {"mos_test": type_metrics(p, t, levels["mos_only"]),
-                           "mos_test_symmetric": type_metrics(p[symmetry >= SYMMETRIC], t[symmetry >= SYMMETRIC],
-                                                              levels["mos_only"]),
-                           "mos_test_asymmetric": type_metrics(p[symmetry < SYMMETRIC], t[symmetry < SYMMETRIC],
-                                                               levels["mos_only"]),
-                           "lgg": {}}}
+    tables = {"mos_only": {"mos_test": type_metrics(*_slices(scores, "mos_only", **mos_test), levels["mos_only"]),
+                           "mos_test_by_plane": {}, "lgg": {}}}
+    for plane in PLANES:
+        p, t = _slices(scores, "mos_only", **mos_test, plane=lambda v, plane=plane: v == plane)
+        if len(t):
+            tables["mos_only"]["mos_test_by_plane"][plane] = type_metrics(p, t, levels["mos_only"])
     folders = sorted({s["folder"] for s in scores["slices"] if s["source"] == "lgg"})
     for folder in ["all", *folders]:
-        p, _, _ = _slices(scores, "mos_only", source=lambda v: v == "lgg",
+        p, _ = _slices(scores, "mos_only", source=lambda v: v == "lgg",
                           folder=(lambda v: True) if folder == "all" else (lambda v, f=folder: v == f))
         tables["mos_only"]["lgg"][folder] = glioma_rates(p, levels["mos_only"])
     tables["shipped"] = {}
     for source in ["all", *sorted({s["source"] for s in scores["slices"]})]:
-        p, t, _ = _slices(scores, "shipped", role=lambda v: v == "test",
+        p, t = _slices(scores, "shipped", role=lambda v: v == "test",
                           source=(lambda v: True) if source == "all" else (lambda v, s=source: v == s))
         tables["shipped"][source] = type_metrics(p, t, levels["shipped"])
     return tables
@@ -112,10 +98,9 @@ def markdown(tables: dict, heads: dict) -> str:
              f"Level for a type: {heads['mos_only']['uncertain_below']:.2f}; temperature "
              f"{heads['mos_only']['temperature']:.2f}.", "",
              f"| slices | n | macro-F1 | {types} | uncertain | {named} |", "|---" * (4 + 2 * len(TYPES)) + "|"]
-    for key, name in (("mos_test", "all"), ("mos_test_symmetric", f"mirror-symmetric (>= {SYMMETRIC}): axial or "
-                                                                    "coronal"),
-                      ("mos_test_asymmetric", "not symmetric: mostly sagittal")):
-        lines.append(_metrics_row(name, tables["mos_only"][key]))
+    lines.append(_metrics_row("all", tables["mos_only"]["mos_test"]))
+    lines += [_metrics_row(f"{plane} (plane labelled by eye)", m)
+              for plane, m in tables["mos_only"]["mos_test_by_plane"].items()]
     matrix = tables["mos_only"]["mos_test"]["confusion"]
     lines += ["", "Confusion on the MOS test groups (rows: true type, columns: predicted):", "",
               "| true \\ predicted | " + " | ".join(TYPES) + " |", "|---" * (1 + len(TYPES)) + "|"]

@@ -53,16 +53,17 @@ def test_a_broken_card_entry_is_refused_by_name(change, words):
 
 
 def attach_type_head(directory: Path, width: int, level: float = 0.5) -> None:
-    """Give a saved model a type head on its `width` pooled features (meningioma-leaning weights) and the card
-    entry that names it."""
+    """Give a saved model a type head on its `width` pooled features that calls every scan glioma 17%,
+    meningioma 77%, pituitary 6% (only the output bias is not zero), and the card entry that names it."""
     from core.atomic import write_atomic
     from core.card import CARD_FILE
     from core.model import read_card, sha256_of
     from train.type_fit import build_type_head
 
     head = build_type_head(np.zeros(width), np.ones(width), seed=0)
-    dense = head.get_layer("type_logits")
-    dense.set_weights([np.full((width, 3), 0.1, np.float32), np.array([0.0, 1.5, -1.0], np.float32)])
+    hidden, logits = head.get_layer("type_hidden"), head.get_layer("type_logits")
+    hidden.set_weights([np.zeros(w.shape, np.float32) for w in hidden.get_weights()])
+    logits.set_weights([np.zeros(logits.get_weights()[0].shape, np.float32), np.array([0.0, 1.5, -1.0], np.float32)])
     head.save(directory / "type_head.keras")
     entry = {"file": "type_head.keras", "sha256": sha256_of(directory / "type_head.keras"), "temperature": 1.0,
              "uncertain_below": level, "classes": list(TYPES)}

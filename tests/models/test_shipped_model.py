@@ -166,3 +166,21 @@ def test_readme_quotes_the_explanation_table_and_the_default_is_its_best_fast_me
     fast = {m: s for m, s in explanations["methods"].items() if m not in SLOW_METHODS}
     best = max(fast, key=lambda m: (fast[m]["pointing_15px"]["value"], fast[m]["energy_inside"]["value"]))
     assert DEFAULT_METHOD == best, f"the default method is {DEFAULT_METHOD}; the card's table favours {best}"
+
+
+def test_the_type_head_table_recomputes_from_its_scores_and_the_readme_quotes_it(shipped):
+    """The card's tumour_type table is what train.type_table computes from the committed scores; the head was fit
+    on this backbone's features; the README quotes the table."""
+    from core.tumour_type import CARD_ENTRY
+    from train.refit import backbone_sha
+    from train.type_table import markdown, type_tables
+
+    entry = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())[CARD_ENTRY]
+    scores = json.loads((DEFAULT_MODEL_DIR / entry["scores_file"]).read_text())
+    assert entry["table"] == json.loads(json.dumps(type_tables(scores)))
+    assert entry["backbone_sha256"] == backbone_sha(shipped.model)
+    assert shipped.type_head is not None and shipped.type_head.uncertain_below == entry["uncertain_below"]
+    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
+    missing = [line for line in markdown(entry["table"], scores["heads"]).splitlines()
+               if line.startswith("| ") and line not in readme]
+    assert not missing, "README.md does not quote these rows of the type table:\n" + "\n".join(missing)

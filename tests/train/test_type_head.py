@@ -13,7 +13,7 @@ from core.tumour_type import CARD_ENTRY, TYPES, softmax
 from train.data import DataError
 from train.type_data import folder_of, group_split, type_of
 from train.type_fit import choose_level, fit_temperature, fit_type_head, logits_of, named_recall, type_weights
-from train.type_table import glioma_rates, markdown, mirror_symmetry, type_metrics, type_tables
+from train.type_table import glioma_rates, markdown, type_metrics, type_tables
 
 
 def synthetic_typed(rng, n_per_type: int, width: int = 16, spread: float = 1.0):
@@ -91,31 +91,18 @@ def test_types_come_from_class_folders_and_lgg_is_glioma(tmp_path):
     assert folder_of(tmp_path / "lgg-t1pre" / "yes" / "x.jpg", tmp_path) == "lgg-t1pre"
 
 
-def test_mirror_symmetry_tells_a_symmetric_crop_from_a_lopsided_one():
-    yy, xx = np.mgrid[:64, :64]
-    inside = ((xx - 31.5) / 25) ** 2 + ((yy - 32) / 28) ** 2 < 1
-    texture = 110 + 40 * np.cos(yy / 4) + 60 * np.abs(xx - 31.5) / 32  # mirror-symmetric about the midline
-    ellipse = np.where(inside, texture, 0).astype(np.uint8)
-    lopsided = ellipse.copy()
-    lopsided[:, :32] //= 3
-    lopsided[10:30, 36:50] = 255
-    assert mirror_symmetry(ellipse) > 0.95
-    assert mirror_symmetry(lopsided) < 0.5
-    assert mirror_symmetry(np.zeros((64, 64), np.uint8)) == 0.0
-
-
 def _scores(rng) -> dict:
     rows = []
     for i in range(60):
         t = TYPES[i % 3]
         mos_p = softmax(rng.normal(0, 1, (1, 3)) + 3 * np.eye(3)[i % 3])[0].round(6).tolist()
         rows.append({"path": f"mos/Testing/{t}/{i}.jpg", "folder": "mos/Testing", "source": "mos", "type": t,
-                     "role": "test" if i < 45 else "train", "symmetry": 0.9 if i % 2 else 0.5,
-                     "mos_only": mos_p, "shipped": mos_p})
+                     "role": "test" if i < 45 else "train", "mos_only": mos_p, "shipped": mos_p,
+                     **({"plane": ("axial", "sagittal")[i % 2]} if i < 30 else {})})
     for i, folder in enumerate(["lgg", "lgg-t1pre"] * 10):
         p = softmax(rng.normal(0, 1, (1, 3)))[0].round(6).tolist()
         rows.append({"path": f"{folder}/yes/{i}.jpg", "folder": folder, "source": "lgg", "type": "glioma",
-                     "role": "test" if i < 8 else "train", "symmetry": 0.9, "mos_only": p,
+                     "role": "test" if i < 8 else "train", "mos_only": p,
                      **({"shipped": p} if i < 8 else {})})
     return {"types": list(TYPES), "heads": {"mos_only": {"temperature": 1.0, "uncertain_below": 0.6},
                                             "shipped": {"temperature": 1.0, "uncertain_below": 0.55}},
@@ -130,14 +117,17 @@ def test_the_tables_recompute_from_the_scores_alone():
     t = np.array([TYPES.index(r["type"]) for r in mos])
     assert tables["mos_only"]["mos_test"] == type_metrics(p, t, 0.6)
     assert np.sum(tables["mos_only"]["mos_test"]["confusion"]) == 45
-    symmetric = tables["mos_only"]["mos_test_symmetric"]["n"] + tables["mos_only"]["mos_test_asymmetric"]["n"]
-    assert symmetric == 45
+    by_plane = tables["mos_only"]["mos_test_by_plane"]
+    assert sorted(by_plane) == ["axial", "sagittal"] and by_plane["axial"]["n"] == by_plane["sagittal"]["n"] == 15
+    axial = [r for r in mos if r.get("plane") == "axial"]
+    assert by_plane["axial"] == type_metrics(np.array([r["mos_only"] for r in axial]),
+                                             np.array([TYPES.index(r["type"]) for r in axial]), 0.6)
     lgg = np.array([r["mos_only"] for r in scores["slices"] if r["source"] == "lgg"])
     assert tables["mos_only"]["lgg"]["all"] == glioma_rates(lgg, 0.6)
     assert tables["mos_only"]["lgg"]["lgg-t1pre"]["n"] == 10
     assert tables["shipped"]["lgg"]["n"] == 8 and tables["shipped"]["all"]["n"] == 53
     text = markdown(tables, scores["heads"])
-    assert "| lgg-t1pre | 10 |" in text and "| glioma |" in text
+    assert "| lgg-t1pre | 10 |" in text and "| glioma |" in text and "| axial (plane labelled by eye) | 15 |" in text
 
 
 def test_type_metrics_count_uncertain_slices_apart():
@@ -202,6 +192,18 @@ def test_the_command_writes_a_type_head_the_model_then_uses(shared_data, tmp_pat
     classifier = load_classifier(model_dir)
     assert classifier.type_head is not None
     assert classifier.type_head.probabilities(np.zeros((1, 64), np.float32)).shape == (1, 3)
+
+
+def test_planes_are_read_and_checked(tmp_path):
+    from train.type_head import PLANES_FILE, read_planes
+
+    shipped = read_planes(PLANES_FILE)
+    assert len(shipped) == 144 and set(shipped.values()) == {"axial", "coronal", "sagittal"}
+    assert all(path.startswith("mos/") for path in shipped)
+    assert read_planes(tmp_path / "none.csv") == {}
+    (tmp_path / "bad.csv").write_text("path,plane\nmos/Testing/glioma/x.jpg,oblique\n")
+    with pytest.raises(DataError, match="oblique"):
+        read_planes(tmp_path / "bad.csv")
 
 
 def test_the_command_refuses_a_missing_data_root(tmp_path, capsys):
