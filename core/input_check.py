@@ -64,6 +64,17 @@ PAGE_DARK_SHARE = 0.3
 PAGE_MIN_MARGIN = 0.05
 PAGE_MARGIN_DARK = 0.2
 PAGE_MIN_SIDE = 0.4
+#: A flat padded background: this share of the outer band (PAD_BAND of the shorter side) lies within PAD_TOLERANCE
+#: grey levels of one level between PAD_MIN_LEVEL and PAD_MAX_LEVEL (a mid-grey fill some exports put around the
+#: head; white pages are trim_page's). The flat region joined to the border is then set to black.
+PAD_SHARE = 0.9
+PAD_BAND = 0.04
+PAD_TOLERANCE = 2
+PAD_MIN_LEVEL = 16
+PAD_MAX_LEVEL = 224
+#: ...unless the largest object it surrounds fills more than this share of its bounding box (a rectangular
+#: panel, not a head).
+PAD_MAX_EXTENT = 0.95
 #: A dark background's grey level is this quantile of the image's outer band: its median would be tissue where
 #: a sagittal or coronal head runs off the image's edges.
 BACKGROUND_QUANTILE = 0.2
@@ -213,8 +224,35 @@ def _working_images(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     if pixels.ndim == 2:
-        return trim_page(pixels, None)
-    return trim_page(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), pixels)
+        grey, rgb = trim_page(pixels, None)
+    else:
+        grey, rgb = trim_page(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), pixels)
+    return blacken_padding(grey), rgb
+
+
+def blacken_padding(grey: np.ndarray) -> np.ndarray:
+    """uint8 hxw -> the same with a flat mid-grey padding around the picture set to 0 (see PAD_SHARE); unchanged
+    when the outer band is not one flat level."""
+    band = _outer_band(grey, max(1, round(PAD_BAND * min(grey.shape))))
+    level = int(np.median(band))
+    if not PAD_MIN_LEVEL <= level <= PAD_MAX_LEVEL:
+        return grey
+    if np.mean(np.abs(band.astype(np.int16) - level) <= PAD_TOLERANCE) < PAD_SHARE:
+        return grey
+    flat = (np.abs(grey.astype(np.int16) - level) <= PAD_TOLERANCE).astype(np.uint8)
+    _, labels = cv2.connectedComponents(flat, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    padding = np.isin(labels, border[border > 0])
+    count, parts, stats, _ = cv2.connectedComponentsWithStats((~padding).astype(np.uint8), connectivity=8)
+    if count < 2:
+        return grey
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    box = stats[largest, cv2.CC_STAT_WIDTH] * stats[largest, cv2.CC_STAT_HEIGHT]
+    if stats[largest, cv2.CC_STAT_AREA] > PAD_MAX_EXTENT * box:
+        return grey  # the main object is a rectangle (a chart's or a screenshot's panel), not a head
+    out = grey.copy()
+    out[padding] = 0
+    return out
 
 
 def trim_page(grey: np.ndarray, rgb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

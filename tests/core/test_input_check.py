@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core import crop_brain, read_scan
-from core.input_check import LOW_SIGNAL_CONTRAST, InputCheck, check_input, trim_page
+from core.input_check import LOW_SIGNAL_CONTRAST, InputCheck, blacken_padding, check_input, trim_page
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
@@ -133,6 +133,59 @@ AT_THE_EDGES = [
 def test_heads_cut_by_the_image_edges_are_accepted(relative):
     result = _check(_real(relative))
     assert result.ok, f"{relative} rejected: {result.reason}"
+
+
+def with_gibbs_ringing(pixels: np.ndarray, kept: float = 0.35) -> np.ndarray:
+    """uint8 HxW(x3) -> uint8 HxW grey as acquired with only the central `kept` of k-space in each direction:
+    the ringing (Gibbs) artefact of a low-resolution MR acquisition, parallel to every sharp edge."""
+    grey = pixels.mean(axis=2) if pixels.ndim == 3 else pixels.astype(np.float64)
+    spectrum = np.fft.fftshift(np.fft.fft2(grey))
+    height, width = grey.shape
+    keep_h, keep_w = max(1, int(height * kept / 2)), max(1, int(width * kept / 2))
+    window = np.zeros(spectrum.shape)
+    window[height // 2 - keep_h : height // 2 + keep_h, width // 2 - keep_w : width // 2 + keep_w] = 1
+    return np.clip(np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum * window))), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("relative", ["br35h/yes/y0.jpg", "mos/Testing/glioma/Te-gl_0010.jpg",
+                                      "lgg/yes/TCGA_CS_4941_19960909_12.png", "mos/Training/pituitary/Tr-pi_0364.jpg"])
+def test_slices_with_ringing_are_accepted(relative):
+    """Ringing is not counted as texture that a brain lacks, nor as strokes: real slices with it pass."""
+    original = _real(relative)
+    ringing = with_gibbs_ringing(original)
+    grey = original.mean(axis=2) if original.ndim == 3 else original
+    assert np.abs(ringing.astype(float) - grey).mean() > 1.0  # the artefact is there
+    result = _check(ringing)
+    assert result.ok, f"{relative} with ringing rejected: {result.reason}"
+
+
+@pytest.mark.parametrize("relative", ["lgg-t1pre/yes/TCGA_FG_7637_20000922_20.jpg",
+                                      "lgg-t1pre/no/TCGA_FG_7637_20000922_10.jpg"])
+def test_a_mid_grey_padding_around_the_head_is_treated_as_background(relative):
+    """One LGG patient's plain T1 fills the field of view around the head with one mid-grey level (103): the
+    check sees it as background (all of this patient's 40 slices were refused before)."""
+    pixels = _real(relative)
+    assert _check(pixels).ok, _check(pixels).reason
+    blackened = blacken_padding(pixels)
+    assert blackened[0, 0] == 0 and blackened[-1, -1] == 0
+    middle = (slice(96, 160), slice(96, 160))
+    assert (blackened[middle] == pixels[middle]).all()  # the head is untouched
+
+
+def test_blacken_padding_leaves_pages_noise_and_dark_backgrounds_alone():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:100, :100]
+    head = ((yy - 50) / 30) ** 2 + ((xx - 50) / 24) ** 2 < 1
+    picture = rng.integers(120, 256, (100, 100)).astype(np.uint8)  # no level near the fills
+    for fill, changed in ((103, True), (250, False), (5, False)):
+        image = np.where(head, picture, fill).astype(np.uint8)
+        out = blacken_padding(image)
+        assert (out[0] == 0).all() == changed and (out[head] == picture[head]).all()
+    panel = np.full((100, 100), 103, np.uint8)
+    panel[20:80, 15:85] = picture[20:80, 15:85]  # a chart's rectangular panel on a grey figure
+    assert (blacken_padding(panel) == panel).all()
+    noisy = rng.integers(90, 120, (100, 100)).astype(np.uint8)  # a textured border is no padding
+    assert (blacken_padding(noisy) == noisy).all()
 
 
 @pytest.mark.parametrize("relative", ["nav/yes/Y89.JPG", "nav/yes/Y167.JPG", "nav/no/No16.jpg"])
