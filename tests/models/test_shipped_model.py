@@ -19,6 +19,12 @@ REQUIRED_CARD_FIELDS = ("name", "command", "seed", "versions", "initialisation",
                         "limitations", "weights_sha256")
 #: The run that fitted the shipped head: its leave-one-source-out table and scores.json.
 RUN_DIR = DEFAULT_MODEL_DIR / "training_runs" / "head_refit"
+REPO = DEFAULT_MODEL_DIR.parents[1]
+
+
+def page(name: str) -> str:
+    """README.md or a page under docs/, as text."""
+    return (REPO / name).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +146,16 @@ def readme_rows(card: dict) -> list[str]:
     return rows
 
 
-def test_readme_quotes_the_card():
+@pytest.mark.parametrize("name", ["README.md", "docs/model.md"])
+def test_readme_and_the_model_page_quote_the_card(name):
     card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
-    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
-    missing = [row for row in readme_rows(card) if row not in readme]
-    assert not missing, "README.md does not quote these rows of the card:\n" + "\n".join(missing)
+    missing = [row for row in readme_rows(card) if row not in page(name)]
+    assert not missing, f"{name} does not quote these rows of the card:\n" + "\n".join(missing)
+
+
+def test_the_model_page_quotes_the_calibration_and_threshold():
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    readme = page("docs/model.md")
     calibration = card["calibration"]
     for name, after in calibration["after"].items():
         before, counts = calibration["before"][name], calibration["checked_on"][name]
@@ -155,22 +166,21 @@ def test_readme_quotes_the_card():
     assert f"threshold, {card['threshold']:.3f}," in readme
 
 
-def test_readme_quotes_the_explanation_table_and_the_default_is_its_best_fast_method():
+def test_the_maps_page_quotes_the_explanation_table_and_the_default_is_its_best_fast_method():
     from core.explain import DEFAULT_METHOD
     from core.explain_eval import SLOW_METHODS
 
     explanations = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["explanations"]
-    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
-    missing = [line for line in explanations["table"].splitlines() if line not in readme]
-    assert not missing, f"README.md does not quote the card's explanation table: {missing}"
+    missing = [line for line in explanations["table"].splitlines() if line not in page("docs/explanations.md")]
+    assert not missing, f"docs/explanations.md does not quote the card's explanation table: {missing}"
     fast = {m: s for m, s in explanations["methods"].items() if m not in SLOW_METHODS}
     best = max(fast, key=lambda m: (fast[m]["pointing_15px"]["value"], fast[m]["energy_inside"]["value"]))
     assert DEFAULT_METHOD == best, f"the default method is {DEFAULT_METHOD}; the card's table favours {best}"
 
 
-def test_the_type_head_table_recomputes_from_its_scores_and_the_readme_quotes_it(shipped):
+def test_the_type_head_table_recomputes_from_its_scores_and_its_page_quotes_it(shipped):
     """The card's tumour_type table is what train.type_table computes from the committed scores; the head was fit
-    on this backbone's features; the README quotes the table."""
+    on this backbone's features; docs/tumour_type.md quotes the table."""
     from core.tumour_type import CARD_ENTRY
     from train.refit import backbone_sha
     from train.type_table import markdown, type_tables
@@ -180,7 +190,6 @@ def test_the_type_head_table_recomputes_from_its_scores_and_the_readme_quotes_it
     assert entry["table"] == json.loads(json.dumps(type_tables(scores)))
     assert entry["backbone_sha256"] == backbone_sha(shipped.model)
     assert shipped.type_head is not None and shipped.type_head.uncertain_below == entry["uncertain_below"]
-    readme = (DEFAULT_MODEL_DIR.parents[1] / "README.md").read_text()
     missing = [line for line in markdown(entry["table"], scores["heads"]).splitlines()
-               if line.startswith("| ") and line not in readme]
-    assert not missing, "README.md does not quote these rows of the type table:\n" + "\n".join(missing)
+               if line.startswith("| ") and line not in page("docs/tumour_type.md")]
+    assert not missing, "docs/tumour_type.md does not quote these rows of the type table:\n" + "\n".join(missing)
