@@ -13,7 +13,6 @@ The logit has a layer of its own so explanations can score on it directly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import urllib.error
@@ -23,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.atomic import atomic_path, write_atomic
+from core.atomic import atomic_path, sha256_of, write_atomic
 from core.calibration import IDENTITY, Calibration
 from core.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
 from core.pipeline import PreparedScan, as_prepared
@@ -150,15 +149,6 @@ def set_trainable_from(model, trainable_from: str) -> None:
     first = STAGES.index(trainable_from)
     for layer in model.layers:
         layer.trainable = STAGES.index(_stage_of(layer.name)) >= first
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def without_optimizer(model):

@@ -114,7 +114,7 @@ def load_type_head(directory: Path, entry: Any) -> TypeHead:
     """The type head a card's tumour_type entry names, its SHA-256 checked; ValueError when it is broken."""
     import keras
 
-    from core.model import sha256_of
+    from core.atomic import sha256_of
 
     entry = check_entry(entry, f"The model card in {directory}")
     path = Path(directory) / entry["file"]

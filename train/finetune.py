@@ -38,6 +38,7 @@ import numpy as np
 
 from train import folds
 from train.data import DataError
+from train.folds import folder_of
 from train.finetune_loop import FineTuner, LoopSettings, fresh_head
 from train.options import add_label_arguments, new_parser
 
@@ -94,12 +95,6 @@ def augmentation(intensity_maps: bool, gin: bool):
     if intensity_maps:
         steps.append(RandomIntensityMap(p=0.5))
     return Compose(steps)
-
-
-def folder_of(path: str) -> str:
-    """'lgg-t1pre' for .../lgg-t1pre/yes/x.jpg, 'mos/Testing' for .../mos/Testing/glioma/x.jpg."""
-    parts = Path(path).parts
-    return "/".join(parts[-4:-2]) if parts[-4] == "mos" else parts[-3]
 
 
 def capped(indices: np.ndarray, keys: np.ndarray, cap: int | None, seed: int) -> np.ndarray:

@@ -63,7 +63,7 @@ def _relative(path, root) -> str:
 def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, dict]:
     """(results, scores) of the four variants (module docstring); the model ends with the averaged weights
     (raw when there is no average) and BatchNorm as trained."""
-    from train.finetune import folder_of
+    from train.folds import folder_of
 
     model = tuner.model
     crops = {name: np.stack([pool.entries[i].crop for i in split[name]]) if len(split[name]) else
@@ -108,7 +108,7 @@ def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, 
 
 def recompute(run_dir: Path, seed: int = 0) -> dict:
     """The variants' rows recomputed from scores.json (what results.json must hold)."""
-    from train.finetune import folder_of
+    from train.folds import folder_of
 
     payload = json.loads((Path(run_dir) / SCORES_FILE).read_text())
     labels = {part: np.asarray(payload["labels"][part], int) for part in ("val", "test")}

@@ -95,6 +95,13 @@ def parse_sources(items: list[str] | None) -> dict[str, list[str]] | None:
     return named
 
 
+def folder_of(path: str | Path) -> str:
+    """The data folder a scan file is in: 'lgg-t1pre' for .../lgg-t1pre/yes/x.jpg, 'mos/Testing' for
+    .../mos/Testing/glioma/x.jpg (a scan sits in a class folder inside its data folder)."""
+    parts = Path(path).parts
+    return "/".join(parts[-4:-2]) if len(parts) >= 4 and parts[-4] == "mos" else parts[-3]
+
+
 def _patient_of(source: str, patient: str) -> str:
     """'source:id' for a sample's 'folder:id' patient ("" stays "")."""
     return f"{source}:{patient.split(':', 1)[1]}" if patient else ""

@@ -59,12 +59,6 @@ def relative_to_root(path: Path, data_root: Path) -> Path:
     return Path(os.path.abspath(path)).relative_to(os.path.abspath(data_root))
 
 
-def folder_of(path: Path, data_root: Path) -> str:
-    """'mos/Testing' for DATA/mos/Testing/glioma/x.jpg, 'lgg-t1pre' for DATA/lgg-t1pre/yes/x.jpg."""
-    parts = relative_to_root(path, data_root).parts
-    return "/".join(parts[:2]) if parts[0] == "mos" else parts[0]
-
-
 def typed_set(model, data_root: Path = folds.DATA_ROOT, cache_dir=None, workers: int = 1, log=print) -> TypedSet:
     """Every kept tumour slice of TYPED_SOURCES with its type, group and pooled features (cached)."""
     from train.refit import cached_features
@@ -76,7 +70,7 @@ def typed_set(model, data_root: Path = folds.DATA_ROOT, cache_dir=None, workers:
     features = cached_features(model, tumours, cache_dir, log)
     samples = tumours.samples
     return TypedSet(paths=[str(s.path) for s in samples],
-                    folders=np.array([folder_of(s.path, data_root) for s in samples]),
+                    folders=np.array([folds.folder_of(s.path) for s in samples]),
                     sources=np.array([s.source for s in samples]),
                     types=np.array([type_of(s.source, s.class_name) for s in samples], dtype=np.int64),
                     groups=tumours.groups, features=features)

@@ -2,7 +2,7 @@
 
 GRID x GRID patches, centred on the cells of a GRID x GRID grid over the model
 input and PATCH_SCALE times a cell wide (neighbours overlap), are hidden one at a
-time by filling them from their surroundings (:func:`core.faithfulness.impute`,
+time by filling them from their surroundings (:func:`core.explain.imputation.impute`,
 the neutral fill the faithfulness check uses, not a black square the model could
 read as a shape). All hidden inputs are scored in batches through the
 Explainer's compiled backbone and head. The map at a cell is the drop of the
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.explain.base import Method
-from core.faithfulness import impute
+from core.explain.imputation import impute
 from core.labels import TUMOUR
 from core.preprocess import CAFFE_MEAN_BGR, caffe_normalise
 

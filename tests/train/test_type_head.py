@@ -11,7 +11,8 @@ import pytest
 
 from core.tumour_type import CARD_ENTRY, TYPES, softmax
 from train.data import DataError
-from train.type_data import folder_of, group_split, type_of
+from train.folds import folder_of
+from train.type_data import group_split, type_of
 from train.type_fit import choose_level, fit_temperature, fit_type_head, logits_of, named_recall, type_weights
 from train.type_table import glioma_rates, markdown, type_metrics, type_tables
 
@@ -87,8 +88,8 @@ def test_types_come_from_class_folders_and_lgg_is_glioma(tmp_path):
     assert type_of("lgg", "yes") == TYPES.index("glioma")
     with pytest.raises(DataError, match="not a type"):
         type_of("mos", "tumour")
-    assert folder_of(tmp_path / "mos" / "Testing" / "glioma" / "x.jpg", tmp_path) == "mos/Testing"
-    assert folder_of(tmp_path / "lgg-t1pre" / "yes" / "x.jpg", tmp_path) == "lgg-t1pre"
+    assert folder_of(tmp_path / "mos" / "Testing" / "glioma" / "x.jpg") == "mos/Testing"
+    assert folder_of(tmp_path / "lgg-t1pre" / "yes" / "x.jpg") == "lgg-t1pre"
 
 
 def _scores(rng) -> dict:
