@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 
 from brain_mri import server as server_tools  # noqa: E402
-from brain_mri.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, upload  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, upload  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "br35h"
 

@@ -122,7 +122,7 @@ def checked_calibration(slope: float, intercept: float, fitted_on: dict, check: 
     return dataclasses.replace(fitted, before=before, after=after)
 
 
-def plot_reliability(path, calibration: Calibration, check: dict) -> Path:
+def plot_calibration_check(path, calibration: Calibration, check: dict) -> Path:
     """Observed tumour fraction against mean predicted probability per check set, before and after."""
     from train.report import plot_reliability as draw
 
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         from core.model import read_card
 
         card = read_card(args.model).with_entries(calibration=calibration.to_dict())
-        plot_reliability(Path(args.model) / RELIABILITY_PLOT, calibration, check)
+        plot_calibration_check(Path(args.model) / RELIABILITY_PLOT, calibration, check)
         write_atomic(Path(args.model) / CARD_FILE, card.to_json())
     return 0
 

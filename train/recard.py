@@ -21,7 +21,7 @@ from core.calibration import Calibration
 from core.card import CARD_FILE
 from core.model import read_card
 from train import refit_final
-from train.calibrate import RELIABILITY_PLOT, plot_reliability
+from train.calibrate import RELIABILITY_PLOT, plot_calibration_check
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,8 +51,8 @@ def recard(run: Path, model: Path) -> dict:
         raise ValueError(f"{expected} (sources, labels and probs for each); {error!r} is missing or "
                          "malformed.") from None
     updated = card.with_entries(**numbers)
-    plot_reliability(model / RELIABILITY_PLOT, Calibration.from_dict(numbers["calibration"]),
-                     refit_final.check_sets(scores))
+    plot_calibration_check(model / RELIABILITY_PLOT, Calibration.from_dict(numbers["calibration"]),
+                           refit_final.check_sets(scores))
     write_atomic(model / CARD_FILE, updated.to_json())
     return numbers
 

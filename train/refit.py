@@ -292,12 +292,12 @@ def write_final(model, card: dict, scores: dict, out_dir: Path) -> Path:
     from core.atomic import write_atomic
     from core.calibration import Calibration
     from core.model import save_classifier
-    from train.calibrate import RELIABILITY_PLOT, plot_reliability
+    from train.calibrate import RELIABILITY_PLOT, plot_calibration_check
 
     write_atomic(out_dir / refit_final.SCORES_FILE, json.dumps(scores) + "\n")
     directory = save_classifier(model, card, out_dir / "model")
-    plot_reliability(directory / RELIABILITY_PLOT, Calibration.from_dict(card["calibration"]),
-                     refit_final.check_sets(scores))
+    plot_calibration_check(directory / RELIABILITY_PLOT, Calibration.from_dict(card["calibration"]),
+                           refit_final.check_sets(scores))
     return directory
 
 

@@ -15,7 +15,7 @@ import pytest
 import app_support
 
 from brain_mri import server as server_tools
-from brain_mri.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, result_of, upload
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, result_of, upload
 
 TIMEOUT_MS = 180_000  # two CPU cores shared with other work: be patient, never flaky
 

@@ -1,4 +1,5 @@
-"""Drive the app in headless Chromium (Playwright): shared by the browser tests and `bench/bench_app.py`.
+"""Drive the app in headless Chromium (Playwright): shared by the browser tests and `bench/bench_app.py`; a test
+helper, not part of the installed package.
 
 Needs the `playwright` package (requirements-dev.txt) and Chromium at /usr/bin/chromium
 (Debian's package) or at $CHROMIUM_PATH.

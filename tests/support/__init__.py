@@ -1,0 +1,1 @@
+"""Helpers for the tests (and the app benchmark) that the installed package does not ship."""
