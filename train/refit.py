@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from train import cache, folds, metrics, refit_final
-from train.crossval import DATA_ROOT, _sources, fold_record
+from train.crossval import fold_record
 from train.card import versions
 from train.crossval_table import write_table
 from train.data import DataError
@@ -49,7 +49,7 @@ def parser():
     p = new_parser("python -m train.refit", __doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the table and the model")
     p.add_argument("--model", type=Path, help="start model directory (default: the shipped model)")
-    p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding br35h, nav, mos, lgg")
+    p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT, help="folder holding br35h, nav, mos, lgg")
     p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
                    help="a source and its folders (repeat; replaces the default br35h, mos, lgg)")
     p.add_argument("--held-out", nargs="+", metavar="NAME", help="the folds to run (default: every source)")
@@ -307,7 +307,8 @@ def run(args, log=print) -> dict:
 
     classifier = load_classifier(args.model)
     size = classifier.input_size
-    pool = folds.build_pool(folds.resolve_sources(args.data_root, _sources(args)), size, cache_dir=args.cache_dir,
+    sources = folds.resolve_sources(args.data_root, folds.parse_sources(args.source))
+    pool = folds.build_pool(sources, size, cache_dir=args.cache_dir,
                             workers=args.workers, near_threshold=args.near_threshold,
                             negative_classes=args.negative_classes, log=log)
     names = args.held_out or pool.source_names()
