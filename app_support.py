@@ -23,6 +23,7 @@ from core.input_check import InputCheck, check_input
 from core.labels import DISPLAY, display
 from core.pixels import to_rgb
 from core.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
+from core.status import Status
 from core.tumour_type import TYPES
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
@@ -62,11 +63,11 @@ class Analysis(OfScan):
     @property
     def label(self) -> str:
         """'tumour', 'no_tumour', 'uncertain' (data spelling) or 'not_brain_mri'."""
-        return "not_brain_mri" if self.assessment is None else self.assessment.verdict
+        return Status.NOT_BRAIN_MRI if self.assessment is None else self.assessment.verdict
 
 
 #: Every label and status, as the page shows it.
-SHOWN = {**DISPLAY, "uncertain": "Uncertain", "not_brain_mri": "Not a brain MRI slice", "—": "—"}
+SHOWN = {**DISPLAY, "uncertain": "Uncertain", Status.NOT_BRAIN_MRI: "Not a brain MRI slice", "—": "—"}
 
 
 def verdict_text(analysis: Analysis) -> str:
@@ -147,7 +148,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 def _result(analysis: Analysis) -> dict[str, Any]:
     if analysis.refused:
-        return {"status": "not_brain_mri", "reason": analysis.check.reason}
+        return {"status": Status.NOT_BRAIN_MRI, "reason": analysis.check.reason}
     result = analysis.assessment
     out = {"status": "ok", "tumour_probability": round(result.probability, 6),
            "probability_range": [round(result.low, 6), round(result.high, 6)],
@@ -180,11 +181,11 @@ def report_json(report_dict: dict[str, Any]) -> bytes:
 
 def table_row(name: str, analysis: Analysis | None = None, error: str | None = None) -> dict[str, Any]:
     """One row of the results table (data spelling): a result, a refused scan or an unreadable file."""
-    row = {"file": name, "status": "unreadable", "tumour_probability": None, "probability_low": None,
+    row = {"file": name, "status": Status.UNREADABLE, "tumour_probability": None, "probability_low": None,
            "probability_high": None, "label": "—", "type": "", "crop_fell_back": None, "error": error or ""}
     if analysis is None:
         return row
-    row.update(status="not_brain_mri" if analysis.refused else "ok", label=analysis.label,
+    row.update(status=Status.NOT_BRAIN_MRI if analysis.refused else Status.OK, label=analysis.label,
                crop_fell_back=analysis.crop.fell_back, error=analysis.check.reason)
     if not analysis.refused:
         result = analysis.assessment

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-OK, NOT_BRAIN_MRI, UNREADABLE, VOLUME_EDGE = "ok", "not_brain_mri", "unreadable", "volume_edge"
+from core.status import NOT_BRAIN_MRI, OK, UNREADABLE, VOLUME_EDGE  # noqa: F401 - re-exported
+
 COLUMNS = (
     "path", "status", "probability", "probability_low", "probability_high", "raw_probability", "label",
     "type", "p_glioma", "p_meningioma", "p_pituitary", "threshold", "box_x0", "box_y0", "box_x1", "box_y1", "crop_fell_back", "heatmap", "error",

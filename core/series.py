@@ -33,6 +33,7 @@ from core.labels import label_for
 from core.pipeline import PreparedScan, prepare_scan
 from core.scanio import ScanError
 from core.scanio.sniff import read_bytes, sniff
+from core.status import NOT_BRAIN_MRI, OK, UNREADABLE, VOLUME_EDGE  # noqa: F401 - re-exported
 
 #: The only DICOM elements parsed to group and order slices. None identifies a patient.
 SERIES_TAGS = ["SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImagePositionPatient",
@@ -40,8 +41,6 @@ SERIES_TAGS = ["SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImageP
 #: Limits on a .zip upload: members (directories not counted) and their total uncompressed size.
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 512 * 2**20
-#: A slice's status, spelled as the command line's `status` column.
-OK, UNREADABLE, NOT_BRAIN_MRI, VOLUME_EDGE = "ok", "unreadable", "not_brain_mri", "volume_edge"
 #: The reason given to a refused slice at either end of a series (skull base, vertex), see mark_volume_edges.
 VOLUME_EDGE_REASON = "edge of the volume: too little brain to assess"
 #: How a refusal from the file's own tags begins (DICOM modality CT, body part knee...); never a volume edge.
