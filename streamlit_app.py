@@ -88,10 +88,12 @@ def model_ui(classifier) -> None:
         st.error("The model card could not be read; the model's provenance is unknown.")
         return
     with st.container(border=True):
-        st.markdown(f"**Model:** `{classifier.model_id}` · decision threshold **{summary['threshold']}**")
-        st.caption(f"**Trained on:** {summary['data']}")
-        st.caption(f"**Tested on:** {summary['metrics']}")
-        st.caption(f"**Weights SHA-256:** `{summary['weights_sha256']}`")
+        line = f"**Model:** `{classifier.model_id}` · decision threshold **{summary['threshold']}**"
+        st.markdown(line + (f" · {summary['unseen_sources']}" if summary["unseen_sources"] else ""))
+        with st.expander("What it was trained and tested on"):
+            st.caption(f"**Trained on:** {summary['data']}")
+            st.caption(f"**Tested on:** {summary['metrics']}")
+            st.caption(f"**Weights SHA-256:** `{summary['weights_sha256']}`")
 
 
 @dataclass(frozen=True)

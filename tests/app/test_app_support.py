@@ -51,6 +51,17 @@ def test_summary_shows_training_counts_and_initialisation():
                                     f"({card['threshold']:.3f} on the raw network output)")
 
 
+def test_one_line_gives_the_auc_on_each_source_the_model_never_saw():
+    card = shipped_card()
+    line = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))["unseen_sources"]
+    rows = card["leave_one_source_out"]["rows"]
+    assert line == "AUC on a source it never saw: " + " · ".join(f"{r['held_out']} {r['auc']:.3f}" for r in rows)
+    trainer = {"name": "m", "external_test": {"mos/Testing": {"auc": 0.748, "scans": 898}}}
+    assert app_support.card_summary(ModelCard.from_dict(trainer, require_hash=False))["unseen_sources"] == (
+        "AUC on a source it never saw: mos/Testing 0.748")
+    assert app_support.card_summary(ModelCard.from_dict({"name": "m"}, require_hash=False))["unseen_sources"] == ""
+
+
 def test_threshold_of_a_card_without_calibration_is_the_raw_one():
     card = ModelCard.from_dict({"name": "m", "threshold": 0.42}, require_hash=False)
     assert app_support.card_summary(card)["threshold"] == "0.420"
@@ -69,7 +80,7 @@ def test_single_class_external_set_says_auc_is_undefined():
 ])
 def test_odd_but_valid_cards_are_shown_as_given_without_raising(card):
     summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
-    assert set(summary) == {"name", "data", "metrics", "threshold", "weights_sha256"}
+    assert set(summary) == {"name", "data", "metrics", "threshold", "unseen_sources", "weights_sha256"}
     assert all(isinstance(value, str) for value in summary.values())
 
 
