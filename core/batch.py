@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from core.status import NOT_BRAIN_MRI, OK, UNREADABLE, VOLUME_EDGE  # noqa: F401 - re-exported
+from core.tumour_type import TypeCall
 
 COLUMNS = (
     "path", "status", "probability", "probability_low", "probability_high", "raw_probability", "label",
-    "type", "p_glioma", "p_meningioma", "p_pituitary", "threshold", "box_x0", "box_y0", "box_x1", "box_y1", "crop_fell_back", "heatmap", "error",
+    "type", "p_glioma", "p_meningioma", "p_pituitary", "threshold", "box_x0", "box_y0", "box_x1", "box_y1",
+    "crop_fell_back", "heatmap", "error",
 )
 
 
@@ -53,7 +55,7 @@ class Row:
     high: float | None = None
     raw: float | None = None
     label: str = ""
-    tumour_type: object | None = None
+    tumour_type: TypeCall | None = None
     threshold: float | None = None
     box: tuple[int, int, int, int] | None = None
     fell_back: bool | None = None
