@@ -150,7 +150,7 @@ def _result(analysis: Analysis) -> dict[str, Any]:
     if analysis.refused:
         return {"status": Status.NOT_BRAIN_MRI, "reason": analysis.check.reason}
     result = analysis.assessment
-    out = {"status": "ok", "tumour_probability": round(result.probability, 6),
+    out = {"status": Status.OK, "tumour_probability": round(result.probability, 6),
            "probability_range": [round(result.low, 6), round(result.high, 6)],
            "raw_probability": round(result.raw, 6), "label": result.verdict, "threshold": round(result.threshold, 6)}
     if result.tumour_type is not None:
