@@ -101,16 +101,21 @@ def _unseen_and_held_out(card: ModelCard) -> str:
 
 
 def unseen_sources(card: ModelCard) -> str:
-    """One line: the AUC on each source left out of training ("AUC on a source it never saw: mos 0.687 ·
-    lgg 0.783"), from a head refit card's leave-one-source-out rows or a trainer card's external tests; ''
-    when the card has neither."""
+    """One line: the AUC on each source left out of training. A head refit card's leave-one-source-out rows
+    ("AUC on each source left out of its training: mos 0.687 · lgg 0.783", with the card's caveat when it has
+    one) or a trainer card's external tests ("AUC on a source it never saw: ..."); '' when it has neither."""
     loso = card.extra.get("leave_one_source_out")
     rows = loso.get("rows") if isinstance(loso, dict) else None
-    pairs = [(row.get("held_out"), row.get("auc")) for row in rows if isinstance(row, dict)] if isinstance(
-        rows, list) else [(source, result.get("auc")) for source, result in card.external_test.items()
-                          if isinstance(result, dict)]
+    if isinstance(rows, list):
+        pairs = [(row.get("held_out"), row.get("auc")) for row in rows if isinstance(row, dict)]
+        caveat = loso.get("caveat")
+        lead, tail = "AUC on each source left out of its training", f" ({caveat})" if isinstance(caveat, str) else ""
+    else:
+        pairs = [(source, result.get("auc")) for source, result in card.external_test.items()
+                 if isinstance(result, dict)]
+        lead, tail = "AUC on a source it never saw", ""
     shown = [f"{name} {_number(auc)}" for name, auc in pairs if isinstance(auc, (int, float))]
-    return f"AUC on a source it never saw: {' · '.join(shown)}" if shown else ""
+    return f"{lead}: {' · '.join(shown)}{tail}" if shown else ""
 
 
 def _threshold(card: ModelCard) -> str:

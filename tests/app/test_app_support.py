@@ -55,7 +55,9 @@ def test_one_line_gives_the_auc_on_each_source_the_model_never_saw():
     card = shipped_card()
     line = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))["unseen_sources"]
     rows = card["leave_one_source_out"]["rows"]
-    assert line == "AUC on a source it never saw: " + " · ".join(f"{r['held_out']} {r['auc']:.3f}" for r in rows)
+    assert line == ("AUC on each source left out of its training: "
+                    + " · ".join(f"{r['held_out']} {r['auc']:.3f}" for r in rows)
+                    + f" ({card['leave_one_source_out']['caveat']})")  # the shared backbone saw Br35H
     trainer = {"name": "m", "external_test": {"mos/Testing": {"auc": 0.748, "scans": 898}}}
     assert app_support.card_summary(ModelCard.from_dict(trainer, require_hash=False))["unseen_sources"] == (
         "AUC on a source it never saw: mos/Testing 0.748")
