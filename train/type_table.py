@@ -1,6 +1,6 @@
 """The tumour-type head's evidence table, recomputed from stored scores (scores.json of `train.type_head`).
 
-    type_tables(scores) -> dict;  markdown(tables) -> str
+    type_tables(scores) -> dict;  markdown(tables, heads) -> str
 
 scores: {"types": [...], "heads": {head: {"temperature", "uncertain_below"}}, "slices": [{"path", "folder",
 "source", "type", "role", "plane" (only for slices whose plane was labelled by eye), head: [3 calibrated
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.tumour_type import TYPES
+
 
 def _rate(hits: np.ndarray) -> float | None:
     return float(np.mean(hits)) if len(hits) else None
