@@ -13,7 +13,8 @@ calibration do not depend on this head.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,18 +76,22 @@ def call_types(probabilities: np.ndarray, uncertain_below: float) -> list[TypeCa
 @dataclass
 class TypeHead:
     """A loaded type head. model: Keras, float32 (n, 2048) -> (n, 3) logits; temperature > 0;
-    uncertain_below in [1/3, 1]."""
+    uncertain_below in [1/3, 1]. Inference is serialised by a lock, as the classifier's is (one cached head
+    serves every app session)."""
 
     model: Any
     temperature: float
     uncertain_below: float
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """float32 (n, 2048) pooled features -> float64 (n, 3) calibrated type probabilities."""
         features = np.asarray(features, dtype=np.float32)
         if len(features) == 0:
             return np.zeros((0, len(TYPES)))
-        return softmax(np.asarray(self.model.predict_on_batch(features)), self.temperature)
+        with self.lock:
+            logits = np.asarray(self.model.predict_on_batch(features))
+        return softmax(logits, self.temperature)
 
     def calls(self, features: np.ndarray) -> list[TypeCall]:
         return call_types(self.probabilities(features), self.uncertain_below)
