@@ -55,11 +55,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from core.tumour_type import TYPES  # noqa: E402 - the peers spell their classes the same way
+
 DATA = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = ("lgg",)
 DEFAULT_SEEN = ("br35h", "nav", "mos/Training", "mos/Testing")
 NO_TUMOUR = "notumor"
-TYPES = ("glioma", "meningioma", "pituitary")  # core.tumour_type.TYPES, spelled as the peers' classes
 #: Bump when a peer's *_input function changes, so stored peer outputs are recomputed.
 PREPARE_VERSION = 1
 
