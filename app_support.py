@@ -16,15 +16,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.card_summary import card_summary, describe  # noqa: F401 - re-exported: the model panel
 from core.explain.registry import method_labels
-from core.assessment import Assessment, assess
-from core.input_check import InputCheck, check_input
-from core.labels import DISPLAY, display
-from core.pixels import to_rgb
-from core.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
-from core.status import Status
-from core.tumour_type import TYPES
+from core.imaging.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
+from core.imaging.pixels import to_rgb
+from core.model.labels import DISPLAY, display
+from core.model.tumour_type import TYPES
+from core.predict.assessment import Assessment, assess
+from core.predict.status import Status
+from core.quality.input_check import InputCheck, check_input
+from core.report.card_summary import card_summary, describe  # noqa: F401 - re-exported: the model panel
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
 TARGETS = {shown: label for label, shown in DISPLAY.items()}
@@ -42,7 +42,7 @@ DISCLAIMER = (
 class Analysis(OfScan):
     """One upload run through `core`: the prepared scan, the input check and, when it passed, the assessment.
 
-    assessment: a `core.assessment.Assessment` (calibrated probability, its range over
+    assessment: a `core.predict.assessment.Assessment` (calibrated probability, its range over
     test-time views, threshold, verdict), or None when the input check refused the scan.
     """
 
@@ -92,7 +92,7 @@ def digest_of(data: bytes) -> str:
 
 
 def analyse(classifier, data: bytes, name: str) -> Analysis:
-    """Decode, crop, check and assess one upload. Raises `core.scanio.ScanError` for a bad file."""
+    """Decode, crop, check and assess one upload. Raises `core.io.ScanError` for a bad file."""
     scan = prepare_scan(data, classifier.input_size, name=name)
     check = check_input(scan.pixels, scan.crop, scan.meta)
     assessment = assess(classifier, [scan])[0] if check.ok else None
@@ -222,9 +222,9 @@ def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 def faithfulness_text(classifier, explanation) -> str:
     """One sentence on what hiding the map's top 15% of the brain does to this scan's probability.
 
-    The probabilities are calibrated as the page's are (`core.faithfulness` measures raw outputs).
+    The probabilities are calibrated as the page's are (`core.explain.metrics.faithfulness` measures raw outputs).
     """
-    from core.faithfulness import describe_faithfulness, faithfulness_summary
+    from core.explain.metrics.faithfulness import describe_faithfulness, faithfulness_summary
 
     summary = faithfulness_summary(classifier, explanation)
     keys = [key for key in ("probability", "after_top", "after_random") if summary.get(key) is not None]
@@ -233,9 +233,9 @@ def faithfulness_text(classifier, explanation) -> str:
 
 
 def report_page(analysis: Analysis, explanation=None, heading: str = ""):
-    """The PDF page (`core.report_pdf.ReportPage`) of one assessed scan."""
-    from core.report_pdf import ReportPage
-    from core.tumour_type import describe_type
+    """The PDF page (`core.report.pdf.ReportPage`) of one assessed scan."""
+    from core.model.tumour_type import describe_type
+    from core.report.pdf import ReportPage
 
     result = analysis.assessment
     return ReportPage.from_scan(analysis.name, analysis.digest, analysis.scan, result.probability, result.threshold,
@@ -247,9 +247,9 @@ def report_page(analysis: Analysis, explanation=None, heading: str = ""):
 def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "", notes: tuple[str, ...] = ()) -> bytes:
     """A PDF report of assessed scans, [(analysis, explanation or None)]: one page each (plus a summary).
 
-    heading, notes: lines for the summary page (see `core.report_pdf.write_pdf`).
+    heading, notes: lines for the summary page (see `core.report.pdf.write_pdf`).
     """
-    from core.report_pdf import write_pdf
+    from core.report.pdf import write_pdf
 
     pages = [report_page(analysis, explanation) for analysis, explanation in items if not analysis.refused]
     return write_pdf(pages, classifier.card, heading=heading, notes=notes)
@@ -259,7 +259,7 @@ def pdf_bytes(classifier, items: list[tuple[Analysis, Any]], heading: str = "", 
 class Upload:
     """An upload sorted out: single scans, DICOM series of two or more slices, and files refused whole.
 
-    singles: (name, bytes); series: `core.series.Series`; failed: (name, message); message: what was
+    singles: (name, bytes); series: `core.predict.series.Series`; failed: (name, message); message: what was
     mixed ("2 series in this upload: shown separately."), or None.
     """
 
@@ -271,8 +271,8 @@ class Upload:
 
 def sort_upload(files: list[tuple[str, bytes]]) -> Upload:
     """Expand .zip archives in memory, group DICOM by series; a one-slice series counts as a single scan."""
-    from core.scanio import ScanError
-    from core.series import expand_upload, group_series
+    from core.io import ScanError
+    from core.predict.series import expand_upload, group_series
 
     expanded, failed = [], []
     for name, data in files:
@@ -291,7 +291,7 @@ def sort_upload(files: list[tuple[str, bytes]]) -> Upload:
 
 def analyse_series(classifier, series):
     """Every slice of a series read, checked and assessed in one batch (one view per slice, for speed)."""
-    from core.series import analyse_series as analyse
+    from core.predict.series import analyse_series as analyse
 
     def refusal(scan) -> str:
         check = check_input(scan.pixels, scan.crop, scan.meta)
@@ -301,7 +301,7 @@ def analyse_series(classifier, series):
 
 
 def slice_analysis(result) -> Analysis:
-    """A series slice (`core.series.SliceResult` that was assessed) as an Analysis, to show it like a scan."""
+    """A series slice (`core.predict.series.SliceResult` that was assessed) as an Analysis, to show it like a scan."""
     check = InputCheck(ok=result.assessment is not None, reason=result.error)
     return Analysis(name=result.name, digest=result.digest, scan=result.scan, check=check,
                     assessment=result.assessment)

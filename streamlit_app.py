@@ -19,8 +19,8 @@ from streamlit.runtime.scriptrunner import script_runner
 
 import app_support as support
 from core.explain.registry import DEFAULT_METHOD
-from core.model import MODEL_DIR_ENV, load_classifier
-from core.scanio import ScanError
+from core.io import ScanError
+from core.model.classifier import MODEL_DIR_ENV, load_classifier
 
 log = logging.getLogger("brain_mri.app")
 

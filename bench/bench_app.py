@@ -47,7 +47,7 @@ def jpeg_512(path: Path) -> bytes:
 
 
 def model_dir(choice: str | None, scratch: Path) -> tuple[Path, str]:
-    from core.model import DEFAULT_MODEL_DIR, build_model, save_classifier
+    from core.model.classifier import DEFAULT_MODEL_DIR, build_model, save_classifier
 
     for candidate, what in ((choice, "--model-dir"), (os.environ.get("BRAIN_MRI_MODEL_DIR"), "$BRAIN_MRI_MODEL_DIR"),
                             (str(DEFAULT_MODEL_DIR), "shipped model")):
@@ -69,7 +69,7 @@ def rss_mb(pid: int) -> float:
 def in_process_latency(directory: Path, scans: list[bytes]) -> list[float]:
     import app_support
     from core.explain.registry import DEFAULT_METHOD
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     classifier = load_classifier(directory)
     app_support.warm_up(classifier)
@@ -98,7 +98,7 @@ def show(page, name: str, data: bytes) -> float:
 def expected_texts(directory: Path, scans: dict[str, bytes]) -> dict[str, str]:
     """The probability text each scan must show, computed in-process through the app's own calls."""
     import app_support
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     classifier = load_classifier(directory)
     return {name: f"{app_support.analyse(classifier, data, name).probability:.1%}" for name, data in scans.items()}

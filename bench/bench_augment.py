@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.augment import recipe_augmentation, reference_histogram  # noqa: E402
+from train.transforms.augment import recipe_augmentation, reference_histogram  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "br35h"
 

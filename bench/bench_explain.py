@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from core import Classifier, build_model, explain, load_classifier, read_scan  # noqa: E402
 from core.explain import METHODS  # noqa: E402
-from core.model import LAST_CONV_LAYER  # noqa: E402
+from core.model.classifier import LAST_CONV_LAYER  # noqa: E402
 
 MOS = ROOT.parent / "shared" / "data" / "mos" / "Testing"
 #: explain()'s default method: the one the target applies to.

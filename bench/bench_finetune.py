@@ -1,8 +1,8 @@
-"""Fine-tuning throughput on this machine for each --trainable-from, through train.finetune's own pieces.
+"""Fine-tuning throughput on this machine for each --trainable-from, through train.studies.finetune's own pieces.
 
-For each stage: the shipped model with a fresh head, train.finetune_loop.configure (BatchNorm frozen,
+For each stage: the shipped model with a fresh head, train.studies.finetune_loop.configure (BatchNorm frozen,
 stages from the chosen one trainable), then `--steps` timed steps of FineTuner.train_step (balanced batch,
-train.finetune.augmentation, train_on_batch, the weights' running average) after one untimed step that
+train.studies.finetune.augmentation, train_on_batch, the weights' running average) after one untimed step that
 traces. Also times the augmentation alone and the average's update alone. Real Br35H crops (crop cache).
 
     .venv/bin/python bench/bench_finetune.py [--stages conv2 conv3 conv4 conv5] [--steps 8] [--batch-size 32]
@@ -27,7 +27,7 @@ DATA = ROOT.parent / "shared" / "data" / "br35h"
 
 
 def crops(count: int) -> tuple[np.ndarray, np.ndarray]:
-    from train import cache
+    from train.data import cache
 
     paths = sorted((DATA / "yes").glob("*"))[: count // 2] + sorted((DATA / "no").glob("*"))[: count // 2]
     entries = cache.crop_all(paths, 224, None, 1, desc="crops")
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     if not DATA.is_dir():
         print(f"error: no Br35H data at {DATA}", file=sys.stderr)
         return 2
-    from core.model import load_classifier
-    from train.finetune import augmentation
-    from train.finetune_loop import FineTuner, LoopSettings, augmented_batch, fresh_head
+    from core.model.classifier import load_classifier
+    from train.studies.finetune import augmentation
+    from train.studies.finetune_loop import FineTuner, LoopSettings, augmented_batch, fresh_head
 
     images, labels = crops(128)
     cells = labels.astype(str)

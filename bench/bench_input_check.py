@@ -1,4 +1,4 @@
-"""Speed and rejection rates of the input check (core.input_check) on real slices and on non-MRI images.
+"""Speed and rejection rates of the input check (core.quality.input_check) on real slices and on non-MRI images.
 
 Prints the median and 90th percentile milliseconds of ``check_input`` on 512x512 scans, then the
 rejection rate per source of the real slices in ../shared/data (br35h, nav, mos/Testing,
@@ -8,7 +8,7 @@ scikit-learn, matplotlib, networkx, pydicom) plus documents, charts, screenshots
 images and gradients drawn in code, twice: pixels only (as if every file were exported to PNG), and
 as uploaded (the DICOM files with their tags, as the app and the CLI check them). With
 ``--unseen-sources``, each source group's refusals by a check fitted without it (how the check may do on
-MR slices from a source it never saw). Only --fit writes (core/input_check_tables.json). Run from the repo root:
+MR slices from a source it never saw). Only --fit writes (core/quality/input_check_tables.json). Run from the repo root:
 
     .venv/bin/python bench/bench_input_check.py [--runs 200] [--per-source N] [--list-rejected] [--unseen-sources]
 """
@@ -357,7 +357,7 @@ def real_files(per_source: int | None = None, data: Path = DATA) -> list[tuple[s
 
 def _check_file(item: tuple[str, Path]) -> tuple[str, str, bool, str, dict[str, float]]:
     """(source, path, ok, reason, scores) of one real slice."""
-    from core.input_check import check_input
+    from core.quality.input_check import check_input
 
     source, path = item
     scan = read_scan(path)
@@ -381,7 +381,7 @@ def check_non_mri(images: list[NonMri], tags: dict[str, dict] | None = None
 
     tags: {name: Scan.meta} passed with the pixels of those images (as uploaded); None: pixels only.
     """
-    from core.input_check import check_input
+    from core.quality.input_check import check_input
 
     tags = tags or {}
     return [(category, name, *_verdict(check_input(pixels, crop_brain(pixels), tags.get(name))))
@@ -420,8 +420,8 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarr
 
 
 def fit_tails(rows: list[tuple[str, str, bool, str, dict]]) -> dict[str, tuple]:
-    """TAILS for core.input_check from real-slice rows (source, path, ok, reason, scores)."""
-    from core.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, TAIL_PROBS
+    """TAILS for core.quality.input_check from real-slice rows (source, path, ok, reason, scores)."""
+    from core.quality.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, TAIL_PROBS
 
     kept = [(FIT_GROUPS[src], sc) for src, _, _, _, sc in rows if sc.get("contrast", 0) >= LOW_SIGNAL_CONTRAST]
     sizes = {g: sum(1 for grp, _ in kept if grp == g) for g in set(FIT_GROUPS.values())}
@@ -464,7 +464,7 @@ def augmented(images: list[NonMri], seed: int = 0) -> Iterator[NonMri]:
 
 def _tail_matrix(scores: list[dict], tails: dict, keys: list[tuple[str, str]]) -> np.ndarray:
     """(n, len(keys)) tail scores of each row's features."""
-    from core.input_check import tail_scores
+    from core.quality.input_check import tail_scores
 
     matrix = np.zeros((len(scores), len(keys)))
     for i, row in enumerate(scores):
@@ -494,7 +494,7 @@ def fit_weights(real_rows: list, negative_scores: list[tuple[str, dict]], tails:
     """
     from scipy.optimize import minimize
 
-    from core.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, rule_reason
+    from core.quality.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, rule_reason
 
     keys = [(name, side) for name, sides in TAIL_FEATURES.items() for side in sides]
     positives = [(FIT_GROUPS[src], sc) for src, _, _, _, sc in real_rows
@@ -522,13 +522,13 @@ def fit_weights(real_rows: list, negative_scores: list[tuple[str, dict]], tails:
 
 
 def write_tables(weights: dict, threshold: float, tails: dict, path: Path | None = None) -> Path:
-    """Write WEIGHTS, MAX_EVIDENCE and TAILS as core/input_check_tables.json (atomically); returns the path."""
+    """Write WEIGHTS, MAX_EVIDENCE and TAILS as core/quality/input_check_tables.json (atomically); returns the path."""
     import json
 
-    from core.atomic import write_atomic
-    from core.input_check import TABLES_FILE
+    from core.io.atomic import write_atomic
+    from core.quality.input_check import TABLES_FILE
 
-    tables = {"about": "Fitted by python bench/bench_input_check.py --fit (core/input_check.py explains each "
+    tables = {"about": "Fitted by python bench/bench_input_check.py --fit (core/quality/input_check.py explains each "
                        "table); do not edit by hand.",
               "max_evidence": threshold,
               "weights": [[name, side, weight] for (name, side), weight in weights.items()],
@@ -545,7 +545,7 @@ def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dic
     slices are judged by them. Returns {source: (refused, judged)}, counting the slices that pass the hard
     rules with a raw contrast of at least LOW_SIGNAL_CONTRAST (:func:`_rule_passed`); the rules are not fitted.
     """
-    from core.input_check import tail_scores, weighted_evidence
+    from core.quality.input_check import tail_scores, weighted_evidence
 
     counts: dict[str, list[int]] = {}
     for held_out in sorted(set(FIT_GROUPS.values())):
@@ -582,7 +582,7 @@ def typical_scan() -> tuple[np.ndarray, str]:
 def time_check(runs: int) -> tuple[float, float, float, str]:
     """(median wall ms, 90th percentile wall ms, median CPU ms, what) of check_input on one
     512x512 scan, crop excluded. CPU time is less affected by other processes on a busy machine."""
-    from core.input_check import check_input
+    from core.quality.input_check import check_input
 
     pixels, what = typical_scan()
     crop = crop_brain(pixels)
@@ -616,7 +616,7 @@ def _print_unseen(rows: list, negatives: list) -> None:
 
 
 def _rule_passed(scores: dict) -> bool:
-    from core.input_check import LOW_SIGNAL_CONTRAST, rule_reason
+    from core.quality.input_check import LOW_SIGNAL_CONTRAST, rule_reason
 
     return scores.get("contrast", 0) >= LOW_SIGNAL_CONTRAST and not rule_reason(scores)
 
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the real slices (default 2)")
     parser.add_argument("--list-rejected", action="store_true", help="list rejected real and passed non-MRI images")
     parser.add_argument("--fit", action="store_true",
-                        help="refit TAILS, WEIGHTS, MAX_EVIDENCE and write them to core/input_check_tables.json")
+                        help="refit TAILS, WEIGHTS, MAX_EVIDENCE and write them to core/quality/input_check_tables.json")
     parser.add_argument("--unseen-sources", action="store_true",
                         help="also refit without each source group in turn and report its refusals")
     args = parser.parse_args(argv)
@@ -668,8 +668,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(pixels: np.ndarray) -> dict[str, float]:
-    """core.input_check.measure_input of `pixels` with their own brain crop."""
-    from core.input_check import measure_input
+    """core.quality.input_check.measure_input of `pixels` with their own brain crop."""
+    from core.quality.input_check import measure_input
 
     return measure_input(pixels, crop_brain(pixels))
 

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.tumour_type import TYPES  # noqa: E402 - the peers spell their classes the same way
+from core.model.tumour_type import TYPES  # noqa: E402 - the peers spell their classes the same way
 
 DATA = ROOT.parent / "shared" / "data"
 DEFAULT_SETS = ("lgg",)
@@ -75,9 +75,9 @@ def trainer_parts() -> SimpleNamespace:
     find_duplicates(query_sha, query_hash, ref_sha, ref_hash, threshold) -> matches (.query, .reference, .kind)
     auc_with_interval(labels, probs, rounds, seed) / at_threshold(labels, probs, threshold) -> dict
     """
-    from train.cache import crop_all, default_cache_dir
-    from train.data import discover
-    from train.dedup import NEAR_THRESHOLD, find_duplicates
+    from train.data.cache import crop_all, default_cache_dir
+    from train.data.dedup import NEAR_THRESHOLD, find_duplicates
+    from train.data.discover import discover
     from train.metrics import at_threshold, auc_with_interval
 
     return SimpleNamespace(discover=discover, crop_all=crop_all, default_cache_dir=default_cache_dir,
@@ -260,7 +260,7 @@ def stored_outputs(paths: list[Path], model_file: Path, compute: Callable, folde
     print(f"  {reused} of {len(paths)} outputs reused from {store}", file=sys.stderr, flush=True)
     if missing:
         known.update(zip(missing, compute(list(missing.values()))))
-        from core.atomic import atomic_path
+        from core.io.atomic import atomic_path
 
         with atomic_path(store, suffix=".npz") as tmp:  # np.savez insists on the .npz suffix
             np.savez(tmp, keys=np.array(list(known)), outputs=np.stack(list(known.values())).astype(np.float32))
@@ -333,7 +333,7 @@ def project_types(classifier, batch_size: int) -> tuple[Callable | None, str]:
     import keras
 
     from core import to_model_input
-    from core.tumour_type import CARD_ENTRY, softmax
+    from core.model.tumour_type import CARD_ENTRY, softmax
 
     entry = classifier.card.extra.get(CARD_ENTRY)
     if not entry or not entry.get("mos_only_file"):
@@ -358,8 +358,8 @@ def model_held_out(model_dir: Path | None) -> tuple[set[str], list[Path]]:
     """(paths under the shared data of the project model's held-out test scans, folders of the sources its head
     trained on), from its card's training run (scores.json beside the leave-one-source-out table); (set(), [])
     for a model whose card names no such run."""
-    from core.model import read_card
-    from train.folds import DEFAULT_SOURCES
+    from core.model.classifier import read_card
+    from train.data.folds import DEFAULT_SOURCES
 
     card = read_card(model_dir or ROOT / "models" / "brain-mri-resnet50").to_dict()
     table = (card.get("leave_one_source_out") or {}).get("table")
@@ -647,7 +647,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from core.atomic import write_atomic
+    from core.io.atomic import write_atomic
 
     args = parse_args(argv)
     start = time.perf_counter()

@@ -58,7 +58,7 @@ def main() -> None:
     if not MOS.is_dir():
         raise SystemExit(f"MOS Testing not found at {MOS}")
 
-    from core.model import build_model, save_classifier
+    from core.model.classifier import build_model, save_classifier
 
     paths = mos_scans(args.scans)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """End-to-end training throughput of the recipe on this machine, from real Br35H crops.
 
-Measures, through the trainer's own pieces (train.cache.crop_all -> train.pipeline.TrainBatches
-with core.augment.recipe_augmentation -> core.model.build_model + train.fit.compile_model ->
+Measures, through the trainer's own pieces (train.data.cache.crop_all -> train.data.batches.TrainBatches
+with train.transforms.augment.recipe_augmentation -> core.model.classifier.build_model + train.fit.compile_model ->
 model.fit), images per second for a fixed number of training steps after a warm-up step that
 compiles, and the input pipeline alone (crop cache in memory -> augmented, normalised batches).
 Prints the implied time for one epoch of Br35H (3000 scans). Offline there are no ImageNet weights:
@@ -10,7 +10,7 @@ the model is randomly initialised, which does not change the cost of a step. Run
     .venv/bin/python bench/bench_train.py [--steps 10] [--batch-size 100] [--image-size 224]
         [--trainable-from conv4] [--workers 2] [--cache-dir DIR] [--appearance standard] [--normalise brain]
 
---appearance and --normalise add train.appearance's appearance augmentation and per-scan
+--appearance and --normalise add train.transforms.appearance's appearance augmentation and per-scan
 normalisation after the recipe's augmentation, as `python -m train` does with the same options.
 """
 
@@ -81,13 +81,13 @@ def main() -> None:
 
     import keras
 
-    from core.model import build_model
-    from train.appearance import PRESETS
-    from train.cache import crop_all
+    from core.model.classifier import build_model
+    from train.data.batches import TrainBatches
+    from train.data.cache import crop_all
     from train.fit import compile_model
-    from train.pipeline import TrainBatches
     from train.run import augmentation
     from train.settings import RunSettings
+    from train.transforms.appearance import PRESETS
 
     count = min(EPOCH_SCANS, args.batch_size * (args.steps + 1))  # one warm-up step + the timed steps
     paths, labels = br35h_paths(count)

@@ -4,17 +4,18 @@
     brain-mri predict PATH...           = python -m core predict
     brain-mri explain-eval ...          = python -m core explain-eval
     brain-mri train ...                 = python -m train
-    brain-mri evaluate ...              = python -m train.evaluate
-    brain-mri prepare ...               = python -m train.prepare
-    brain-mri shards pack|unpack ...    = python -m train.shards
-    brain-mri crossval ...              = python -m train.crossval (leave-one-source-out)
-    brain-mri calibrate ...             = python -m train.calibrate
-    brain-mri refit ...                 = python -m train.refit (head refit on a frozen backbone)
-    brain-mri recard ...                = python -m train.recard (a refit card's numbers from its scores)
-    brain-mri finetune ...              = python -m train.finetune (resumable backbone fine-tuning)
-    brain-mri type-head ...             = python -m train.type_head (glioma / meningioma / pituitary head)
+    brain-mri evaluate ...              = python -m train evaluate
+    brain-mri prepare ...               = python -m train prepare
+    brain-mri shards pack|unpack ...    = python -m train shards
+    brain-mri crossval ...              = python -m train crossval (leave-one-source-out)
+    brain-mri calibrate ...             = python -m train calibrate
+    brain-mri refit ...                 = python -m train refit (head refit on a frozen backbone)
+    brain-mri recard ...                = python -m train recard (a refit card's numbers from its scores)
+    brain-mri finetune ...              = python -m train finetune (resumable backbone fine-tuning)
+    brain-mri type-head ...             = python -m train type-head (glioma / meningioma / pituitary head)
 
-Each command's own `--help` lists its options. Modules are imported only when
+`python -m train COMMAND` is the same tree for the trainer's commands (without a command it trains:
+`brain-mri train`). Each command's own `--help` lists its options. Modules are imported only when
 their command runs, so `brain-mri app` never loads the trainer.
 """
 
@@ -33,12 +34,12 @@ COMMANDS = {
     "evaluate": ("train.evaluate", "main"),
     "prepare": ("train.prepare", "main"),
     "shards": ("train.shards", "main"),
-    "crossval": ("train.crossval", "main"),
-    "calibrate": ("train.calibrate", "main"),
-    "refit": ("train.refit", "main"),
-    "finetune": ("train.finetune", "main"),
-    "recard": ("train.recard", "main"),
-    "type-head": ("train.type_head", "main"),
+    "crossval": ("train.studies.crossval", "main"),
+    "calibrate": ("train.studies.calibrate", "main"),
+    "refit": ("train.studies.refit", "main"),
+    "finetune": ("train.studies.finetune", "main"),
+    "recard": ("train.studies.recard", "main"),
+    "type-head": ("train.studies.type_head", "main"),
 }
 
 

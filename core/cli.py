@@ -1,6 +1,6 @@
 """Command line: run the classifier over many scans.
 
-    python -m core explain-eval [--data DIR] [--masks DIR] [--methods M ...]   (see core.explain_eval)
+    python -m core explain-eval [--data DIR] [--masks DIR] [--methods M ...]   (see core.explain.metrics.evaluation)
     python -m core predict PATH [PATH ...] [--model DIR] [--csv OUT.csv] [--pdf OUT.pdf]
                            [--heatmaps DIR] [--method M] [--target T] [--batch-size N] [--no-tta]
                            [--series]
@@ -8,7 +8,7 @@
 PATHs are files or folders; folders are walked recursively (sorted; hidden
 files and folders skipped), and every other file counts as a scan: files
 that cannot be read get a row with the error, never stop the run.
-One CSV row per scan (to OUT.csv, or stdout without --csv), see `core.batch`:
+One CSV row per scan (to OUT.csv, or stdout without --csv), see `core.predict.batch`:
 
     path, status, probability, probability_low, probability_high, raw_probability,
     label, type, p_glioma, p_meningioma, p_pituitary, threshold,
@@ -18,11 +18,11 @@ status is ok, not_brain_mri (the input check refused it: no probability; error
 says why) or unreadable. probability is calibrated; low/high are its range
 over test-time views; label is tumour, no_tumour or uncertain. type (glioma,
 meningioma, pituitary, or uncertain) and its probabilities are filled only when
-the label is tumour and the model has a type head (`core.tumour_type`). With --series,
+the label is tumour and the model has a type head (`core.model.tumour_type`). With --series,
 DICOM files are grouped by series and ordered by slice position; each series
 ends with a summary row ("series:<id> (...)", its most suspicious slice), and
 refused slices at either end of a series are volume_edge (not assessed).
---pdf writes one page per assessed scan (core.report_pdf).
+--pdf writes one page per assessed scan (core.report.pdf).
 
 Scans are read, cropped and preprocessed in batches of --batch-size, so a
 folder of thousands of scans runs in bounded memory. A progress bar is drawn
@@ -43,9 +43,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
-from core.atomic import atomic_path
-from core.assessment import UNCERTAIN
-from core.batch import (
+from core.explain.registry import DEFAULT_METHOD, method_names
+from core.io.atomic import atomic_path
+from core.model.labels import LABELS, TUMOUR
+from core.predict.assessment import UNCERTAIN
+from core.predict.batch import (
     COLUMNS,
     NOT_BRAIN_MRI,
     OK,
@@ -58,8 +60,6 @@ from core.batch import (
     predict_rows,
     series_predict_rows,
 )
-from core.explain.registry import DEFAULT_METHOD, method_names
-from core.labels import LABELS, TUMOUR
 
 BATCH_SIZE = 32
 #: Scans one PDF report may hold (pages stay in memory until it is written).
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "slice order, then a summary row per series")
     predict.add_argument("--pdf", metavar="FILE",
                          help=f"also write a PDF report, one page per scan (at most {MAX_PDF_SCANS} scans)")
-    from core import explain_eval
+    from core.explain.metrics import evaluation as explain_eval
 
     explain_eval.add_arguments(commands.add_parser(
         "explain-eval", help="measure the explanation maps against LGG tumour outlines",
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "explain-eval":
-        from core import explain_eval
+        from core.explain.metrics import evaluation as explain_eval
 
         return explain_eval.run(args)
     try:
@@ -127,7 +127,7 @@ def predict_command(args: argparse.Namespace) -> int:
     sources = find_sources(args.paths)
     _check_predict_arguments(args, sources)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     try:
         classifier = load_classifier(args.model)
@@ -142,7 +142,7 @@ def predict_command(args: argparse.Namespace) -> int:
         rows = predict_rows(classifier, sources, args.batch_size, outputs, args.tta)
     counts = _write_csv(args.csv, rows, len(sources))
     if outputs.pages:
-        from core.report_pdf import write_pdf
+        from core.report.pdf import write_pdf
 
         write_pdf(outputs.pages, classifier.card, args.pdf, notes=outputs.notes)
     series = f"{counts['series']} series, " if args.series else ""

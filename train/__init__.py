@@ -1,1 +1,1 @@
-"""Offline training and evaluation of the classifier (`python -m train`, `python -m train.evaluate`)."""
+"""Offline training and evaluation of the classifier (`python -m train`, `brain-mri evaluate`)."""

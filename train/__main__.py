@@ -1,5 +1,8 @@
+"""`python -m train [COMMAND] ...`: an alias of `brain-mri COMMAND ...`; without a command, `brain-mri train ...`."""
+
 import sys
 
-from train.cli import main
+from brain_mri.console import COMMANDS, main
 
-sys.exit(main())
+argv = sys.argv[1:]
+sys.exit(main(argv if argv and argv[0] in COMMANDS else ["train", *argv]))

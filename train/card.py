@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from core.atomic import write_atomic
-from core.card import CARD_FILE, ModelCard
-from core.model import read_card
+from core.io.atomic import write_atomic
+from core.model.card import CARD_FILE, ModelCard
+from core.model.classifier import read_card
 from train.settings import RunSettings
 
 INTENDED_USE = (

@@ -1,7 +1,7 @@
 """`python -m train`: train the recipe on labelled folders and report leak-free results.
 
     python -m train --train DIR [DIR...] (--val DIR [DIR...] | --val-split F) [--test DIR...] --out RUN_DIR
-    python -m train --prepared BUNDLE.npz --out RUN_DIR      (data prepared by `python -m train.prepare`)
+    python -m train --prepared BUNDLE.npz --out RUN_DIR      (data prepared by `brain-mri prepare`)
 
 RUN_DIR ends with: model/ (model.keras + model_card.json), history.csv,
 metrics.json, report.json (unreadable files, duplicate pairs) and plots/.
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from train.data import DataError
+from train.data.discover import DataError
 from train.options import (
     add_augmentation_arguments,
     add_data_arguments,
@@ -28,7 +28,7 @@ from train.settings import RunSettings
 def parser():
     p = new_parser("python -m train", __doc__.split("\n\n")[0])
     add_data_arguments(p)
-    p.add_argument("--prepared", type=Path, metavar="BUNDLE", help="train on a bundle from `python -m train.prepare`")
+    p.add_argument("--prepared", type=Path, metavar="BUNDLE", help="train on a bundle from `brain-mri prepare`")
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="folder for the run's results")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",

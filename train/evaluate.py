@@ -1,6 +1,6 @@
 """Evaluate a saved model on labelled folders.
 
-    python -m train.evaluate --model MODEL_DIR --data DIR [DIR...]
+    brain-mri evaluate --model MODEL_DIR --data DIR [DIR...]
         [--exclude-duplicates-of DIR...] [--json OUT] [--write-card]
 
 Scans are read, cropped and preprocessed exactly as the app does (through the
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from train import cache, dedup
-from train.data import DataError, discover_all
+from train.data import cache, dedup
+from train.data.discover import DataError, discover_all
 from train.options import add_label_arguments, new_parser
 from train.scoring import evaluate_sets
 
 
 def _parser():
-    parser = new_parser("python -m train.evaluate", __doc__.split("\n\n")[0])
+    parser = new_parser("brain-mri evaluate", __doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model directory (model.keras + model_card.json)")
     parser.add_argument("--data", nargs="+", required=True, help="labelled folders (class subfolders)")
     parser.add_argument("--exclude-duplicates-of", nargs="*", default=[], metavar="DIR",
@@ -60,7 +60,7 @@ def _sets_by_source(kept) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def run(args) -> dict:
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     classifier = load_classifier(args.model)
     samples = discover_all(args.data, tuple(args.negative_classes))

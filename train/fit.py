@@ -21,8 +21,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from core.atomic import atomic_path
-from core.model import build_model
+from core.io.atomic import atomic_path
+from core.model.classifier import build_model
 from train.report import write_json
 
 MONITOR = "val_auc"

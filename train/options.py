@@ -10,10 +10,10 @@ import argparse
 from pathlib import Path
 
 from core.recipe import AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, STAGES
-from train import dedup
-from train.appearance import NORMALISATIONS, PRESETS
-from train.data import NEGATIVE_CLASSES
+from train.data import dedup
+from train.data.discover import NEGATIVE_CLASSES
 from train.settings import BALANCES
+from train.transforms.appearance import NORMALISATIONS, PRESETS
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -36,7 +36,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data options shared by `python -m train` and `python -m train.prepare`."""
+    """The data options shared by `python -m train` and `brain-mri prepare`."""
     parser.add_argument("--train", nargs="+", metavar="DIR", help="training folders with class subfolders")
     val = parser.add_mutually_exclusive_group()
     val.add_argument("--val", nargs="+", metavar="DIR",
@@ -97,7 +97,7 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--balance", choices=BALANCES, default="none",
                      help="source-class: draw every batch equally from the (source, class) cells")
     gen.add_argument("--appearance", choices=sorted(PRESETS), default="off",
-                     help="appearance augmentation preset (train.appearance); --appearance-* options override it")
+                     help="appearance augmentation preset (train.transforms.appearance); --appearance-* options override it")
     ranges = {"gamma": "gamma exponent range", "contrast": "contrast factor range"}
     for name, text in ranges.items():
         gen.add_argument(f"--appearance-{name}", type=float, nargs=2, metavar=("LOW", "HIGH"),

@@ -1,4 +1,4 @@
-"""`python -m train.prepare`: crop, split and de-duplicate once; write one bundle file.
+"""`brain-mri prepare`: crop, split and de-duplicate once; write one bundle file.
 
 The bundle lets `python -m train --prepared BUNDLE` run where the raw scans are not
 (a GPU machine), with exactly the same splits and duplicate removal.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from train.data import DataError
-from train.dataset import prepare, save_bundle
+from train.data.discover import DataError
+from train.data.splits import prepare, save_bundle
 from train.options import add_data_arguments, new_parser
 
 
 def main(argv=None) -> int:
-    parser = new_parser("python -m train.prepare", __doc__.split("\n\n")[0])
+    parser = new_parser("brain-mri prepare", __doc__.split("\n\n")[0])
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="bundle file to write (.npz)")
     parser.add_argument("--jpeg-quality", type=int, metavar="Q",

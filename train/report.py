@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import write_atomic
+from core.io.atomic import write_atomic
 
 
 def write_json(path, payload) -> Path:

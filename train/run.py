@@ -1,7 +1,7 @@
 """One training run from prepared data to the files in RUN_DIR.
 
 :func:`run` is `python -m train` after its arguments are checked; :func:`fit_prepared`
-is the part after the data is prepared, shared with `python -m train.crossval` (one
+is the part after the data is prepared, shared with `brain-mri crossval` (one
 call per fold, in one process, on one device placement).
 """
 
@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.augment import Compose, recipe_augmentation, reference_histogram
-from core.model import CARD_FILE, save_classifier
+from core.model.classifier import CARD_FILE, save_classifier
 from train import distribute, metrics, report
-from train.appearance import RandomAppearance, normalise_crops, normaliser
 from train.card import build_card
-from train.data import DataError
-from train.dataset import Prepared, load_bundle, prepare
+from train.data.batches import EvalBatches, TrainBatches
+from train.data.discover import DataError
+from train.data.splits import Prepared, load_bundle, prepare
 from train.fit import Interrupted, train
-from train.pipeline import EvalBatches, TrainBatches
 from train.scoring import predict_crops
 from train.settings import RunSettings
+from train.transforms.appearance import RandomAppearance, normalise_crops, normaliser
+from train.transforms.augment import Compose, recipe_augmentation, reference_histogram
 
 #: Crops pooled into the reference histogram for histogram matching (a seeded sample of training crops).
 REFERENCE_SAMPLE = 500

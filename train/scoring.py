@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.preprocess import caffe_normalise
+from core.imaging.preprocess import caffe_normalise
 from train import metrics
 
 #: Cached crops turned into model inputs at a time (bounds memory: 64 x 224 x 224 x 3 float32 = 38 MB).

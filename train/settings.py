@@ -11,10 +11,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.recipe import (AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, Augmentation, Optimisation,
-                         default_trainable_from)
-from train import dedup
-from train.appearance import NORMALISATIONS, OFF, PRESETS, Appearance
+from core.recipe import (
+    AUGMENTATION,
+    BACKBONES,
+    INPUT_SIZE,
+    OPTIMISATION,
+    Augmentation,
+    Optimisation,
+    default_trainable_from,
+)
+from train.data import dedup
+from train.transforms.appearance import NORMALISATIONS, OFF, PRESETS, Appearance
 
 #: Entries that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("epochs",)
@@ -118,7 +125,7 @@ def augmentation_of(args) -> Augmentation:
 def generalisation_of(args) -> dict[str, Any]:
     """balance, appearance, normalise, bn_momentum and backbone from parsed arguments (add_generalisation_arguments).
 
-    --appearance names a preset (train.appearance.PRESETS); each --appearance-* option that is given
+    --appearance names a preset (train.transforms.appearance.PRESETS); each --appearance-* option that is given
     overrides one of its entries. Parsers without these options give the recipe's defaults.
     """
     preset = PRESETS[getattr(args, "appearance", None) or "off"]

@@ -1,7 +1,7 @@
 """Move a trained model through a channel that limits file sizes.
 
-    python -m train.shards pack MODEL_DIR OUT_DIR [--max-mb 15]
-    python -m train.shards unpack SHARD_DIR MODEL_DIR
+    brain-mri shards pack MODEL_DIR OUT_DIR [--max-mb 15]
+    brain-mri shards unpack SHARD_DIR MODEL_DIR
 
 `pack` writes the weights as numbered .npz shards (large arrays as float16,
 which halves them; small ones such as batch-norm statistics stay float32)
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_path
+from core.io.atomic import atomic_path
 from train.report import write_json
 
 #: Arrays with at least this many values travel as float16.
@@ -29,7 +29,7 @@ HALF_PRECISION_FROM = 65536
 
 
 def pack(model_dir, out_dir, max_mb: float = 15.0) -> list[Path]:
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     classifier = load_classifier(model_dir)
     out_dir = Path(out_dir)
@@ -55,7 +55,7 @@ def pack(model_dir, out_dir, max_mb: float = 15.0) -> list[Path]:
 
 
 def unpack(shard_dir, model_dir) -> Path:
-    from core.model import build_model, save_classifier
+    from core.model.classifier import build_model, save_classifier
 
     shard_dir = Path(shard_dir)
     manifest = json.loads((shard_dir / "manifest.json").read_text())
@@ -74,7 +74,7 @@ def unpack(shard_dir, model_dir) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.shards", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="brain-mri shards", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("pack", help="model directory -> shards")
     p.add_argument("model_dir")

@@ -2,7 +2,7 @@
 
     explain(classifier, scan, method=DEFAULT_METHOD ("hirescam"), target="tumour") -> Explanation
 
-`scan` is a :class:`core.pipeline.PreparedScan` (or pixels, prepared here), so
+`scan` is a :class:`core.imaging.pipeline.PreparedScan` (or pixels, prepared here), so
 the map is computed on exactly the classifier's input, then resized to the
 crop and placed into a scan-sized array at the crop box. Methods live one per
 module and are listed in :mod:`core.explain.registry`; the machinery they
@@ -16,8 +16,8 @@ from core.explain.drawing import blend, colourise
 from core.explain.explanation import OVERLAY_ON, Explanation, explain
 from core.explain.maps import is_blank, place_in_scan
 from core.explain.registry import DEFAULT_METHOD, METHODS, get_method, method_labels, method_names, register
-from core.labels import LABELS as TARGETS
-from core.pixels import to_rgb
+from core.imaging.pixels import to_rgb
+from core.model.labels import LABELS as TARGETS
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "OVERLAY_ON", "TARGETS", "Explainer", "Explanation", "Method", "blend",
            "colourise", "explain", "explainer_for", "get_method", "is_blank", "method_labels", "method_names",

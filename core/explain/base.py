@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from core.labels import TUMOUR
-from core.model import LOGIT_LAYER
+from core.model.classifier import LOGIT_LAYER
+from core.model.labels import TUMOUR
 
 #: Keyword arguments every tf-keras-vis CAM call takes: the named layer as given (no walking back to
 #: a "real" conv, which would lose ResNet's residual sum), raw maps on the layer's grid.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.pixels import to_rgb
+from core.imaging.pixels import to_rgb
 
 #: OpenCV's copy of matplotlib's perceptually uniform 'inferno' colormap.
 COLORMAP = cv2.COLORMAP_INFERNO

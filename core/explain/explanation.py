@@ -10,9 +10,9 @@ from core.explain.base import explainer_for
 from core.explain.drawing import blend
 from core.explain.maps import is_blank, place_in_scan, to_crop
 from core.explain.registry import DEFAULT_METHOD, get_method
-from core.labels import LABELS
-from core.model import LAST_CONV_LAYER
-from core.pipeline import OfScan, PreparedScan, as_prepared
+from core.imaging.pipeline import OfScan, PreparedScan, as_prepared
+from core.model.classifier import LAST_CONV_LAYER
+from core.model.labels import LABELS
 
 OVERLAY_ON = ("scan", "crop")
 
@@ -27,7 +27,7 @@ class Explanation(OfScan):
     probability: the classifier's tumour probability for this scan, in [0, 1].
     blank: True when the map carries no signal (flat, all zero or not finite);
         both heatmaps are then all zero.
-    scan: the :class:`core.pipeline.PreparedScan` explained (pixels, crop, model input).
+    scan: the :class:`core.imaging.pipeline.PreparedScan` explained (pixels, crop, model input).
     method, target, layer: how the map was made and what it is evidence for.
     """
 
@@ -63,8 +63,8 @@ def explain(classifier, scan: PreparedScan | np.ndarray, method: str = DEFAULT_M
             layer: str | None = None) -> Explanation:
     """Explain the classifier's prediction for one scan.
 
-    classifier: a :class:`core.model.Classifier` whose model has a linear ``logit`` layer.
-    scan: a :class:`core.pipeline.PreparedScan` (not cropped again), or uint8 HxW / HxWx3 pixels.
+    classifier: a :class:`core.model.classifier.Classifier` whose model has a linear ``logit`` layer.
+    scan: a :class:`core.imaging.pipeline.PreparedScan` (not cropped again), or uint8 HxW / HxWx3 pixels.
     method: a name from `core.explain.METHODS` ("gradcam", "gradcam++", "scorecam", ...).
     target: "tumour" or "no_tumour": what the map is evidence for.
     layer: the conv layer to explain; default the card's ``explain_layer``, else ``conv5_block3_out``.

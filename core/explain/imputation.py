@@ -1,5 +1,5 @@
 """Hide pixels without leaving a shape: ROAD's linear imputation (Rong et al. 2022), used by the occlusion
-method to hide patches and by `core.faithfulness` to hide what a map highlights.
+method to hide patches and by `core.explain.metrics.faithfulness` to hide what a map highlights.
 
     impute(grey, removed) -> grey       every removed pixel filled from its neighbours (a discrete harmonic fill)
 """

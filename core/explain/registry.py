@@ -6,8 +6,8 @@ from this table at run time, so nothing else needs editing.
 
 from __future__ import annotations
 
-from core.explain import gradcam, gradcam_plus_plus, hirescam, layercam, occlusion, scorecam
 from core.explain.base import Method
+from core.explain.methods import gradcam, gradcam_plus_plus, hirescam, layercam, occlusion, scorecam
 
 METHODS: dict[str, Method] = {}
 #: What the app shows first and `explain()` / `--method` use unless told otherwise: the method with the best

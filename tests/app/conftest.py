@@ -64,7 +64,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """
     import keras
 
-    from core.model import build_model, save_classifier
+    from core.model.classifier import build_model, save_classifier
 
     directory = tmp_path_factory.mktemp("tiny-model")
     keras.utils.set_random_seed(20261127)  # the same tiny model every run

@@ -13,8 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import app_support
-from core.scanio import ScanError, read_scan
-from core.model import load_classifier
+from core.io import ScanError, read_scan
+from core.model.classifier import load_classifier
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
@@ -245,9 +245,9 @@ def _typed_model(tiny_model_dir: Path, folder: Path, threshold: float) -> Path:
     """A copy of the tiny model with a type head (meningioma-leaning) and the given threshold."""
     import shutil
 
-    from core.atomic import write_atomic
-    from core.model import read_card
-    from tests.core.test_tumour_type import attach_type_head
+    from core.io.atomic import write_atomic
+    from core.model.classifier import read_card
+    from tests.core.model.test_tumour_type import attach_type_head
 
     typed = Path(shutil.copytree(tiny_model_dir, folder))
     write_atomic(typed / "model_card.json", read_card(typed).with_entries(threshold=threshold).to_json())

@@ -9,10 +9,18 @@ import subprocess
 import pytest
 
 import app_support
-from core.model import load_classifier
+from core.model.classifier import load_classifier
 from tests.app.test_app import _app, _assert_clean, _page_text, _upload
-from tests.core.test_series import (EDGES_PATIENT, NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, lgg_stack,
-                                    make_dicom)
+from tests.core.predict.test_series import (
+    EDGES_PATIENT,
+    NORMAL,
+    OTHER_PATIENT,
+    PATIENT,
+    PLANTED,
+    lgg_slices,
+    lgg_stack,
+    make_dicom,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +76,8 @@ def test_pdf_of_an_analysed_scan_renders_one_page(tiny_model_dir, jpeg_bytes, tm
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page*.png"))
     assert len(pages) == 1
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rendered = np.asarray(Image.open(pages[0]).convert("L"))
     assert rendered.std() > 10  # not a blank page

@@ -7,9 +7,9 @@ import json
 import pytest
 
 import app_support
-from core.calibration import Calibration
-from core.card import CardError, ModelCard
-from core.model import CARD_FILE, DEFAULT_MODEL_DIR
+from core.model.calibration import Calibration
+from core.model.card import CardError, ModelCard
+from core.model.classifier import CARD_FILE, DEFAULT_MODEL_DIR
 
 
 def shipped_card() -> dict:

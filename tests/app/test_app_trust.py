@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import app_support
-from core.model import load_classifier
+from core.model.classifier import load_classifier
 from tests.app.test_app import _app, _assert_clean, _page_text, _upload
 
 
@@ -46,8 +46,8 @@ def threshold_at_the_scan(tiny_model_dir, tmp_path, jpeg_bytes, monkeypatch):
     """The tiny model with its card's threshold set to this scan's own probability: a borderline result."""
     import shutil
 
-    from core.card import CARD_FILE
-    from core.model import read_card
+    from core.model.card import CARD_FILE
+    from core.model.classifier import read_card
 
     copy = tmp_path / "borderline"
     shutil.copytree(tiny_model_dir, copy)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import app_support
-
 from brain_mri import server as server_tools
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, IMAGES_RENDERED, open_page, result_of, upload
 
@@ -52,7 +51,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def classifier(tiny_model_dir):
-    from core.model import load_classifier
+    from core.model.classifier import load_classifier
 
     return load_classifier(tiny_model_dir)
 
@@ -60,7 +59,7 @@ def classifier(tiny_model_dir):
 @pytest.fixture(scope="module")
 def expected(classifier):
     """The probability text the page must show for given bytes, computed through `core` here."""
-    from core.scanio import read_scan
+    from core.io import read_scan
 
     return lambda data: f"{float(classifier.predict([read_scan(data).pixels])[0]):.1%}"
 
@@ -142,7 +141,7 @@ def test_photo_is_refused_and_a_series_is_shown_as_a_strip(server, browser, shar
     from PIL import Image
     from skimage import data
 
-    from tests.core.test_series import NORMAL, PATIENT, lgg_slices, make_dicom
+    from tests.core.predict.test_series import NORMAL, PATIENT, lgg_slices, make_dicom
 
     photo = io.BytesIO()
     Image.fromarray(data.astronaut()).save(photo, format="PNG")

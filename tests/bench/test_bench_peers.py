@@ -119,7 +119,7 @@ def project_model(tmp_path_factory) -> Path:
     import keras
 
     from core import build_model
-    from core.model import save_classifier
+    from core.model.classifier import save_classifier
 
     keras.utils.set_random_seed(20261127)
     card = {"name": "tiny-test-model", "threshold": 0.5, "weights": "random initialisation (test fixture)"}

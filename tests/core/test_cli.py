@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import batch
-from core.batch import COLUMNS, find_sources
 from core.cli import main
+from core.predict import batch
+from core.predict.batch import COLUMNS, find_sources
 
 keras = pytest.importorskip("keras")
 
@@ -40,7 +40,7 @@ def tiny_model(size=32):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from core.model import save_classifier
+    from core.model.classifier import save_classifier
 
     card = {"name": "tiny-cli", "threshold": 0.5, "explain_layer": "last_conv"}
     return save_classifier(tiny_model(), card, tmp_path_factory.mktemp("model"))
@@ -92,9 +92,9 @@ def read_rows(path_or_text):
 
 
 def test_predict_folder_writes_every_row_and_exits_0(model_dir, scans_dir, tmp_path):
-    from core.input_check import check_input
-    from core.model import load_classifier
-    from core.pipeline import prepare_scan
+    from core.imaging.pipeline import prepare_scan
+    from core.model.classifier import load_classifier
+    from core.quality.input_check import check_input
 
     out, heatmaps = tmp_path / "out" / "predictions.csv", tmp_path / "heatmaps"
     result = run_cli("predict", scans_dir, "--model", model_dir, "--csv", out, "--heatmaps", heatmaps,

@@ -8,9 +8,17 @@ import zipfile
 
 import pytest
 
+from tests.core.predict.test_series import (
+    EDGES_PATIENT,
+    NORMAL,
+    OTHER_PATIENT,
+    PATIENT,
+    PLANTED,
+    lgg_slices,
+    lgg_stack,
+    make_dicom,
+)
 from tests.core.test_cli import model_dir, read_rows, run_cli  # noqa: F401 - model_dir is a fixture
-from tests.core.test_series import (EDGES_PATIENT, NORMAL, OTHER_PATIENT, PATIENT, PLANTED, lgg_slices, lgg_stack,
-                                    make_dicom)
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,16 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 
 @pytest.mark.parametrize("command, prog", [("predict", "python -m core"), ("train", "python -m train"),
-                                           ("evaluate", "python -m train.evaluate"),
-                                           ("prepare", "python -m train.prepare"),
-                                           ("shards", "python -m train.shards"),
+                                           ("evaluate", "brain-mri evaluate"),
+                                           ("prepare", "brain-mri prepare"),
+                                           ("shards", "brain-mri shards"),
                                            ("explain-eval", "python -m core explain-eval"),
-                                           ("calibrate", "python -m train.calibrate"),
-                                           ("crossval", "python -m train.crossval"),
-                                           ("refit", "python -m train.refit"),
-                                           ("recard", "python -m train.recard"),
-                                           ("finetune", "python -m train.finetune"),
-                                           ("type-head", "python -m train.type_head")])
+                                           ("calibrate", "brain-mri calibrate"),
+                                           ("crossval", "brain-mri crossval"),
+                                           ("refit", "brain-mri refit"),
+                                           ("recard", "brain-mri recard"),
+                                           ("finetune", "brain-mri finetune"),
+                                           ("type-head", "brain-mri type-head")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:
         console.main([command, "--help"])

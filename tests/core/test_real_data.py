@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from core.crop import crop_brain
-from core.scanio import read_scan
+from core.imaging.crop import crop_brain
+from core.io import read_scan
 
 #: Every scan folder under ../shared/data and its file count (../shared/data/SOURCES.md).
 EXPECTED_FOLDERS = {

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from core import load_classifier, read_scan
-from core.model import CARD_FILE, DEFAULT_MODEL_DIR, MODEL_FILE, sha256_of
-from train.crossval_table import recompute
-from train.refit_final import SCORES_FILE, card_numbers
+from core.model.classifier import CARD_FILE, DEFAULT_MODEL_DIR, MODEL_FILE, sha256_of
+from train.studies.crossval_table import recompute
+from train.studies.refit_final import SCORES_FILE, card_numbers
 
 REQUIRED_CARD_FIELDS = ("name", "command", "seed", "versions", "initialisation", "recipe", "data", "threshold",
                         "threshold_method", "metrics", "leave_one_source_out", "calibration", "intended_use",
@@ -82,7 +82,7 @@ def test_tampered_weights_are_refused(tmp_path):
 
 def test_card_numbers_recompute_from_the_committed_scores_and_table(shipped):
     """Threshold, every metric block, Brier scores and calibration from scores.json; the leave-one-source-out
-    rows from crossval.json (train.crossval_table.recompute), as the card records them."""
+    rows from crossval.json (train.studies.crossval_table.recompute), as the card records them."""
     card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
     scores = json.loads((RUN_DIR / SCORES_FILE).read_text())
     numbers = json.loads(json.dumps(card_numbers(scores)))
@@ -100,9 +100,9 @@ def test_card_numbers_recompute_from_the_committed_scores_and_table(shipped):
 def test_card_counts_and_scores_reproduce_from_the_data(shipped, shared_data, tmp_path):
     """From the data alone: each source's copies and kept counts, the three-way split, and the raw
     probabilities scores.json holds (a seeded sample of test scans, scored again by the shipped model)."""
-    from train import cache, folds
-    from train.refit_final import three_way_split
+    from train.data import cache, folds
     from train.scoring import predict_crops
+    from train.studies.refit_final import three_way_split
 
     card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
     pool = folds.build_pool(folds.resolve_sources(shared_data), shipped.input_size, cache_dir=tmp_path,
@@ -168,7 +168,7 @@ def test_the_model_page_quotes_the_calibration_and_threshold():
 
 def test_the_maps_page_quotes_the_explanation_table_and_the_default_is_its_best_fast_method():
     from core.explain import DEFAULT_METHOD
-    from core.explain_eval import SLOW_METHODS
+    from core.explain.metrics.evaluation import SLOW_METHODS
 
     explanations = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["explanations"]
     missing = [line for line in explanations["table"].splitlines() if line not in page("docs/explanations.md")]
@@ -179,11 +179,11 @@ def test_the_maps_page_quotes_the_explanation_table_and_the_default_is_its_best_
 
 
 def test_the_type_head_table_recomputes_from_its_scores_and_its_page_quotes_it(shipped):
-    """The card's tumour_type table is what train.type_table computes from the committed scores; the head was fit
+    """The card's tumour_type table is what train.studies.type_table computes from the committed scores; the head was fit
     on this backbone's features; docs/tumour_type.md quotes the table."""
-    from core.tumour_type import CARD_ENTRY
-    from train.refit import backbone_sha
-    from train.type_table import markdown, type_tables
+    from core.model.tumour_type import CARD_ENTRY
+    from train.studies.refit import backbone_sha
+    from train.studies.type_table import markdown, type_tables
 
     entry = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())[CARD_ENTRY]
     scores = json.loads((DEFAULT_MODEL_DIR / entry["scores_file"]).read_text())

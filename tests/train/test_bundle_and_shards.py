@@ -1,4 +1,4 @@
-"""Prepared-data bundles (train.dataset / `python -m train.prepare`) and weight shards (`train.shards`)."""
+"""Prepared-data bundles (train.data.splits / `brain-mri prepare`) and weight shards (`train.shards`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.train.conftest import make_br35h_subset, make_mos_subset, run_module
-from train.data import DataError
-from train.dataset import load_bundle, prepare, save_bundle
+from train.data.discover import DataError
+from train.data.splits import load_bundle, prepare, save_bundle
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_jpeg_bundle_is_close_and_says_so(prepared, tmp_path):
 
 
 def test_load_bundle_missing_file(tmp_path):
-    with pytest.raises(DataError, match="python -m train.prepare"):
+    with pytest.raises(DataError, match="brain-mri prepare"):
         load_bundle(tmp_path / "none.npz")
 
 
@@ -72,7 +72,7 @@ def test_prepare_cli_writes_a_bundle(shared_data, tmp_path, cli_env):
 
 
 def test_shards_round_trip(tmp_path):
-    from core.model import build_model, load_classifier, save_classifier, sha256_of
+    from core.model.classifier import build_model, load_classifier, save_classifier, sha256_of
     from train import shards
 
     model = build_model(weights=None, input_size=32)

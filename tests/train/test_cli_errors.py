@@ -99,7 +99,7 @@ def test_error_before_training(outcomes, name):
 def test_check_arguments(args, message):
     """The argument checks that need no data (in process: no Keras import needed)."""
     from train.cli import check_arguments, parser
-    from train.data import DataError
+    from train.data.discover import DataError
 
     with pytest.raises(DataError) as info:
         check_arguments(parser().parse_args([*args, "--out", "run"]))
@@ -139,7 +139,7 @@ def test_help_documents_every_recipe_default():
 
 def test_resume_refuses_other_data(tmp_path):
     from train.cli import _check_resume, parser, settings_of
-    from train.data import DataError
+    from train.data.discover import DataError
 
     base = ["--out", str(tmp_path), *TINY, "--val-split", "0.2"]
     (tmp_path / "run_settings.json").write_text(json.dumps(settings_of(parser().parse_args(base + ["--train", "a"])).to_dict()))

@@ -23,9 +23,9 @@ import sys
 import numpy as np
 import pytest
 
-from core.model import load_classifier
+from core.model.classifier import load_classifier
 from tests.train.conftest import REPO, run_module
-from train.dataset import Prepared, save_bundle
+from train.data.splits import Prepared, save_bundle
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Three real training runs through `python -m train` on a small real subset (32 px, random init).
 
 Run 1: TensorFlow, two replicas (MirroredStrategy over two logical CPU devices), then
-       `python -m train.evaluate` on the same test folder.
+       `brain-mri evaluate` on the same test folder.
 Run 2: JAX, two devices (DataParallel), interrupted after epoch 1 through the testing seam.
 Run 3: run 2's command plus --resume: continues at epoch 2 and finishes.
 Runs 1 and 2(+3) go side by side to save wall time. The validation (25 scans) and test (23 scans
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.model import CARD_FILE, MODEL_FILE, load_classifier, sha256_of
+from core.model.classifier import CARD_FILE, MODEL_FILE, load_classifier, sha256_of
 from tests.train.conftest import REPO, first_files, link_files, make_mos_subset
 from train.report import safe_name
 

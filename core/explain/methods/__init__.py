@@ -1,0 +1,1 @@
+"""The explanation methods, one per module; listed in :mod:`core.explain.registry`."""

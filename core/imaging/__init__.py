@@ -1,0 +1,1 @@
+"""Pixels to model input: image conventions, brain crop, preprocessing, the one scan-to-input path."""

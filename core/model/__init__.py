@@ -1,0 +1,1 @@
+"""The classifier and what defines it: network, card, calibration, labels, tumour-type head."""

@@ -1,0 +1,1 @@
+"""From scans to answers: status words, assessment, many files at once, whole DICOM series."""

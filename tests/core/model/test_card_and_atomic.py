@@ -1,0 +1,48 @@
+"""core.model.card (the one model-card schema) and core.io.atomic (no half-written files)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.io.atomic import atomic_path, write_atomic
+from core.model.card import CardError, ModelCard
+
+HASH = "ab" * 32
+
+
+def test_card_round_trips_through_json_keeping_unknown_entries():
+    card = ModelCard.from_dict({"name": "m", "weights_sha256": HASH, "threshold": 0.3, "input": {"size": 64},
+                                "external_test": {"lgg": {"auc": 0.8}}, "provenance": "notes"})
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert again.extra == {"provenance": "notes"} and again.input_size == 64
+    assert again.model_id == f"m@{HASH[:12]}"
+    assert json.loads(card.to_json())["provenance"] == "notes"
+
+
+def test_with_entries_validates_and_routes_unknown_names_to_extra():
+    card = ModelCard.from_dict({"name": "m"}, require_hash=False)
+    changed = card.with_entries(threshold=0.7, notes=["a"])
+    assert changed.threshold == 0.7 and changed.extra == {"notes": ["a"]}
+    with pytest.raises(CardError, match="threshold"):
+        card.with_entries(threshold=2)
+
+
+def test_broken_json_names_the_source():
+    with pytest.raises(CardError, match="card.json is not valid JSON"):
+        ModelCard.from_json("{", source="card.json")
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "report.json"
+    write_atomic(target, "first")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temporary file left
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"

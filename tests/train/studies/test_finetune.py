@@ -1,0 +1,122 @@
+"""`brain-mri finetune` end to end on three small real sources (a 32-px small-CNN start model), and its pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.train.conftest import make_lgg_subset, make_loso_sources, run_module
+from train.data import folds
+from train.studies import finetune, finetune_eval
+
+
+@pytest.fixture(scope="module")
+def start_dir(tmp_path_factory):
+    import keras
+
+    from core.model.classifier import build_model, save_classifier
+
+    keras.utils.set_random_seed(3)
+    card = {"name": "tiny-start", "threshold": 0.5, "initialisation": "random (test fixture)",
+            "limitations": ["test fixture"], "intended_use": "not for use: a test fixture"}
+    model = build_model(weights=None, input_size=32, backbone="small")
+    return save_classifier(model, card, tmp_path_factory.mktemp("start"))
+
+
+@pytest.fixture(scope="module")
+def sources(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune-data")
+    made = make_loso_sources(shared_data, root)
+    t1pre = make_lgg_subset(shared_data, root / "lgg-t1pre", folder="lgg-t1pre")
+    return [f"br35h={made['br35h']}", f"mos={made['mos']}", f"lgg={made['lgg']},{t1pre}"]
+
+
+SMALL = ["--images", "32", "--warmup-images", "16", "--batch-size", "8", "--val-cap", "4", "--test-cap", "4",
+         "--bn-images", "16", "--val-split", "0.3"]
+
+
+def test_one_patient_in_two_folders_of_a_source_is_one_group(sources, crop_cache):
+    named = dict(item.split("=", 1) for item in sources)
+    pool = folds.build_pool(folds.resolve_sources(None, {k: v.split(",") for k, v in named.items()}), 32,
+                            cache_dir=crop_cache, log=lambda _: None)
+    lgg = [i for i, s in enumerate(pool.samples) if s.source == "lgg"]
+    patients = {pool.samples[i].patient for i in lgg}
+    assert len(patients) == 4 and all(p.startswith("lgg:TCGA_") for p in patients)
+    for patient in patients:
+        members = [i for i in lgg if pool.samples[i].patient == patient]
+        assert {finetune.folder_of(str(pool.samples[i].path)) for i in members} == {"lgg", "lgg-t1pre"}
+        assert len({int(pool.groups[i]) for i in members}) == 1
+
+
+def test_a_fold_run_scores_four_variants_that_recompute_from_its_scores(start_dir, sources, cli_env, tmp_path):
+    out = tmp_path / "run"
+    args = ["--out", out, "--held-out", "lgg", "--model", start_dir, *sum((["--source", s] for s in sources), []),
+            *SMALL]
+    done = run_module("train.studies.finetune", args, cli_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["variants"]) == [f"{w} weights, BatchNorm {b}" for w in ("raw", "averaged")
+                                         for b in ("as trained", "re-estimated")]
+    assert results["variants"] == json.loads(json.dumps(finetune_eval.recompute(out)))
+    scores = json.loads((out / "scores.json").read_text())
+    assert set(scores["sources"]["test"]) == {"lgg"} and "lgg" not in scores["sources"]["val"]
+    folders = {finetune.folder_of(p) for p in scores["scans"]["test"]}
+    assert folders == {"lgg", "lgg-t1pre"}
+    row = results["variants"]["averaged weights, BatchNorm as trained"]
+    assert set(row["by_folder"]) == folders and row["test"]["tumour"] + row["test"]["no_tumour"] == 16
+    assert results["images_seen"] == 48 and "Held out: lgg" in (out / "results.md").read_text()
+    assert not (out / finetune_eval.MODEL_FILE).exists()  # only a run on every source writes its weights
+
+    again = run_module("train.studies.finetune", args[:-len(SMALL)] + ["--images", "40", *SMALL[2:], "--resume"], cli_env)
+    assert again.returncode == 2 and "other settings" in again.stderr
+
+
+def test_a_run_on_every_source_writes_its_averaged_weights(start_dir, sources, cli_env, tmp_path):
+    import keras
+
+    out = tmp_path / "all"
+    done = run_module("train.studies.finetune", ["--out", out, "--held-out", "none", "--model", start_dir,
+                                         *sum((["--source", s] for s in sources), []), *SMALL], cli_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = keras.saving.load_model(out / finetune_eval.MODEL_FILE, safe_mode=True)
+    assert model.get_layer("head_bn") is not None
+    assert set(json.loads((out / "scores.json").read_text())["sources"]["test"]) == {"br35h", "mos", "lgg"}
+
+
+@pytest.mark.parametrize("extra, message", [(["--images", "-1"], "--images must be at least 0"),
+                                            (["--val-split", "0.7"], "--val-split"),
+                                            (["--max-minutes", "0"], "--max-minutes must be positive")])
+def test_bad_options_are_usage_errors(extra, message, tmp_path, capsys):
+    assert finetune.main(["--out", str(tmp_path), "--held-out", "lgg", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_and_an_unknown_source_say_what_to_do(start_dir, sources, crop_cache, tmp_path,
+                                                                          capsys):
+    base = ["--model", str(start_dir), "--cache-dir", str(crop_cache), *sum((["--source", s] for s in sources), []),
+            *SMALL]
+    assert finetune.main(["--out", str(tmp_path / "a"), "--held-out", "lgg", "--resume", *base]) == 2
+    assert "No checkpoint" in capsys.readouterr().err
+    assert finetune.main(["--out", str(tmp_path / "b"), "--held-out", "nav", *base]) == 2
+    assert "--held-out must be none or one of br35h, mos, lgg" in capsys.readouterr().err
+
+
+def test_folder_of_and_capped():
+    assert finetune.folder_of("/d/mos/Testing/glioma/x.jpg") == "mos/Testing"
+    assert finetune.folder_of("lgg-t1pre/yes/x.jpg".join(["a/", ""])) == "lgg-t1pre"
+    keys = np.array(["a"] * 10 + ["b"] * 3)
+    chosen = finetune.capped(np.arange(13), keys, 4, seed=0)
+    assert sorted(keys[chosen].tolist()) == ["a"] * 4 + ["b"] * 3
+    np.testing.assert_array_equal(chosen, finetune.capped(np.arange(13), keys, 4, seed=0))
+
+
+def test_the_augmentation_has_the_stack_the_run_asks_for():
+    names = [type(t).__name__ for t in finetune.augmentation(intensity_maps=True, gin=True).transforms]
+    assert names == ["RandomAffine", "RandomBrightness", "RandomAppearance", "RandomShallowConv",
+                     "RandomIntensityMap"]
+    names = [type(t).__name__ for t in finetune.augmentation(intensity_maps=False, gin=False).transforms]
+    assert "RandomIntensityMap" not in names and "RandomShallowConv" not in names
+    out = finetune.augmentation(True, True)(np.full((64, 64), 90, np.uint8), np.random.default_rng(0))
+    assert out.shape == (64, 64) and out.dtype == np.uint8

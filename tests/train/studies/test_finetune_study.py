@@ -1,0 +1,27 @@
+"""docs/finetune_study: every committed run's results recompute from its scores, and the page quotes them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.paths import REPO
+from train.studies import finetune_eval
+
+DOCS = REPO / "docs"
+RUNS = sorted(p.parent for p in (DOCS / "finetune_study").glob("*/results.json"))
+
+
+def test_there_is_a_committed_run():
+    assert RUNS, "docs/finetune_study/ holds no run"
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[r.name for r in RUNS])
+def test_results_recompute_from_the_scores_and_the_page_quotes_them(run):
+    results = json.loads((run / finetune_eval.RESULTS_FILE).read_text())
+    assert results["variants"] == json.loads(json.dumps(finetune_eval.recompute(run)))
+    assert (run / "results.md").read_text() == finetune_eval.to_markdown(results)
+    page = (DOCS / "finetune_study.md").read_text()
+    for line in finetune_eval.to_markdown(results).splitlines()[2:]:
+        assert line in page, f"docs/finetune_study.md does not quote {run.name}'s row: {line}"

@@ -1,0 +1,1 @@
+"""Training-time image transforms: the recipe's augmentation, appearance changes, intensity maps."""
