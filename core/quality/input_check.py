@@ -105,6 +105,12 @@ CT_RING_WIDTH = 0.06
 CT_INSIDE_LEVEL = 1.0
 #: ...and a grey, not dark, core (median at least this fraction of [0, 255]; a dim MR top slice is darker).
 CT_CORE_LEVEL = 0.23
+#: A body section, not a head: a large object (at least BODY_MIN_FRACTION of the image), wholly inside the image
+#: (at most BODY_MAX_EDGE_TOUCH of the edge on it), this many times wider than tall. An axial abdomen, pelvis or
+#: chest is; of 13,363 real brain slices the check accepts, one (a last slice of an LGG volume) is.
+BODY_MIN_ASPECT = 1.4
+BODY_MIN_FRACTION = 0.2
+BODY_MAX_EDGE_TOUCH = 0.05
 #: DICOM modalities left to the pixel checks (MR, and secondary captures, which may hold an MR
 #: picture); any other modality is rejected. Body-part words accepted when the file names one.
 PIXEL_CHECK_MODALITIES = frozenset({"MR", "OT", "SC"})
@@ -587,7 +593,17 @@ def rule_reason(scores: Mapping[str, float]) -> str:
         return _NOT_MRI + "nothing head-sized stands out from a dark background"
     if _looks_like_ct(scores):
         return _NOT_MRI + "it looks like a CT scan (a thick bright bone ring around evenly grey brain)"
+    if _looks_like_body(scores):
+        return _NOT_MRI + ("the main object is much wider than tall, like a cross-section of the abdomen, pelvis or "
+                           "chest, not a head")
     return ""
+
+
+def _looks_like_body(scores: Mapping[str, float]) -> bool:
+    """A large object wholly inside the image and much wider than tall: a body section (heads are not)."""
+    return (scores.get("head_aspect", 0.0) >= BODY_MIN_ASPECT
+            and scores.get("head_fraction", 0.0) >= BODY_MIN_FRACTION
+            and scores.get("edge_touch", 1.0) <= BODY_MAX_EDGE_TOUCH)
 
 
 def _looks_like_ct(scores: Mapping[str, float]) -> bool:

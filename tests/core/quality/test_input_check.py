@@ -23,11 +23,11 @@ DATA = REPO.parent / "shared" / "data"
 PER_SOURCE = 40
 #: Rates the shipped operating point must keep (measured on all the data: see the module docstring
 #: and bench/bench_input_check.py). Issue 12 asks for >= 99 % and <= 1 %. As uploaded (DICOM files
-#: with their tags) 116 of 117 non-MRI images are rejected; from pixels alone 115 of 117, and
+#: with their tags) 116 of 117 non-MRI images are rejected; from pixels alone also 116 of 117, and
 #: 0.4-2.0 % of the real MR slices per source, so the pixel-only rates assert what is reached,
 #: with a little room for the small subset.
 MIN_NON_MRI_REJECTED_AS_UPLOADED = 0.99
-MIN_NON_MRI_REJECTED = 0.98
+MIN_NON_MRI_REJECTED = 0.99
 MAX_MR_REJECTED = 0.02
 
 
@@ -73,6 +73,7 @@ REJECTED = [
     ("skimage/text.png", "not a brain MRI slice"),
     ("skimage/phantom.png", "not a brain MRI slice"),
     ("pydicom/MR_small.dcm", "not a brain MRI slice"),
+    ("pydicom/examples_overlay.dcm", "much wider than tall"),  # axial abdomen MR, judged on its pixels alone
     ("generated/text-page-14px", "not a brain MRI slice"),
     ("generated/text-page-dark", "not a brain MRI slice"),
     ("generated/chart-line-default", ""),
@@ -265,7 +266,7 @@ def test_rejects_the_non_mri_set(bench, non_mri):
     passed = [(name, category) for category, name, ok, _, _ in rows if ok]
     assert len(rows) >= 100
     assert len(rows) - len(passed) >= MIN_NON_MRI_REJECTED * len(rows), f"passed: {passed}"
-    assert {category for _, category in passed} <= {"MR other body part", "chart", "CT", "ultrasound"}
+    assert {category for _, category in passed} <= {"chart"}
 
 
 def test_rejects_the_non_mri_set_as_uploaded(bench, non_mri):
