@@ -12,6 +12,7 @@
     brain-mri refit ...                 = python -m train refit (head refit on a frozen backbone)
     brain-mri recard ...                = python -m train recard (a refit card's numbers from its scores)
     brain-mri finetune ...              = python -m train finetune (resumable backbone fine-tuning)
+    brain-mri finetune-card ...         = python -m train finetune-card (a finished run as a model directory)
     brain-mri type-head ...             = python -m train type-head (glioma / meningioma / pituitary head)
 
 `python -m train COMMAND` is the same tree for the trainer's commands (without a command it trains:
@@ -39,6 +40,7 @@ COMMANDS = {
     "refit": ("train.studies.refit", "main"),
     "finetune": ("train.studies.finetune", "main"),
     "recard": ("train.studies.recard", "main"),
+    "finetune-card": ("train.studies.finetune_card", "main"),
     "type-head": ("train.studies.type_head", "main"),
 }
 

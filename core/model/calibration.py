@@ -50,6 +50,10 @@ class Calibration:
         """float (n,) raw probabilities in [0, 1] -> float64 (n,) calibrated probabilities in (0, 1)."""
         return sigmoid(self.slope * logit(probabilities) + self.intercept)
 
+    def raw_threshold(self, level: float = 0.5) -> float:
+        """The raw probability in (0, 1) that this map takes to the calibrated `level` in (0, 1)."""
+        return float(sigmoid((logit([level])[0] - self.intercept) / self.slope))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -72,18 +76,22 @@ class Calibration:
 IDENTITY = Calibration(method="none")
 
 
-def fit_platt(labels, probabilities) -> tuple[float, float]:
+def fit_platt(labels, probabilities, balanced: bool = False) -> tuple[float, float]:
     """(slope, intercept) of the logistic regression of the labels on logit(raw probability).
 
     labels: int (n,) in {0, 1}, both classes present; probabilities: float (n,) in [0, 1].
-    Unregularised maximum likelihood (scikit-learn), so it is Platt scaling itself.
+    Unregularised maximum likelihood (scikit-learn), so it is Platt scaling itself. balanced: weigh each
+    class equally, so the calibrated probability assumes even odds of tumour before the scan is seen (and 0.5
+    on that scale is the decision that weighs a missed tumour and a false alarm alike), whatever the share
+    of tumour scans in the fitting set.
     """
     from sklearn.linear_model import LogisticRegression
 
     labels = np.asarray(labels).astype(int)
     if len(set(labels.tolist())) < 2:
         raise ValueError("Calibration needs scans of both classes in the fitting set.")
-    model = LogisticRegression(C=np.inf, solver="lbfgs").fit(logit(probabilities)[:, None], labels)
+    model = LogisticRegression(C=np.inf, solver="lbfgs", class_weight="balanced" if balanced else None)
+    model.fit(logit(probabilities)[:, None], labels)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.model.calibration import fit_platt
+from core.model.calibration import Calibration, fit_platt
 from train import metrics
 from train.data import dedup
 from train.studies.calibrate import checked_calibration
@@ -52,17 +52,29 @@ def check_sets(scores: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {**sets, ALL_SOURCES: (labels, probs)}
 
 
-def card_numbers(scores: dict, seed: int = 0) -> dict:
+#: How a card's threshold is chosen: Youden's J on the raw validation probabilities (the head refit's card),
+#: or 0.5 on the calibrated scale of a Platt map fitted with each class weighted equally.
+YOUDEN, CALIBRATED_HALF = "youden", "calibrated 0.5"
+
+
+def card_numbers(scores: dict, seed: int = 0, threshold_rule: str = YOUDEN) -> dict:
     """The card's threshold, metrics and calibration, from scores.json's payload.
 
     scores: {"val": {...}, "test": {...}}, each {"sources": [str], "labels": [0|1], "probs": [float in [0, 1]]}
-    (raw probabilities). Returns {"threshold": float, "metrics": {"validation": ..., "test": {set: ...}},
+    (raw probabilities). threshold_rule: YOUDEN (Platt fitted as the classes come) or CALIBRATED_HALF (Platt
+    fitted with the classes weighted equally; the threshold is the raw probability it maps to 0.5).
+    Returns {"threshold": float, "metrics": {"validation": ..., "test": {set: ...}},
     "calibration": Calibration.to_dict()}; every metric block as `train.metrics.evaluate` gives it, without
     the reliability bins.
     """
+    if threshold_rule not in (YOUDEN, CALIBRATED_HALF):
+        raise ValueError(f"threshold_rule must be {YOUDEN!r} or {CALIBRATED_HALF!r}. Received: {threshold_rule!r}")
     _, val_labels, val_probs = _part(scores, "val")
-    threshold = metrics.choose_threshold(val_labels, val_probs)
-    slope, intercept = fit_platt(val_labels, val_probs)
+    slope, intercept = fit_platt(val_labels, val_probs, balanced=threshold_rule == CALIBRATED_HALF)
+    if threshold_rule == YOUDEN:
+        threshold = metrics.choose_threshold(val_labels, val_probs)
+    else:
+        threshold = Calibration(slope=slope, intercept=intercept).raw_threshold(0.5)
     checks = check_sets(scores)
     calibration = checked_calibration(slope, intercept, {"validation split, every source": {
         "tumour": int(val_labels.sum()), "no_tumour": int(len(val_labels) - val_labels.sum())}}, checks)

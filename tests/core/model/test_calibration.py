@@ -26,6 +26,22 @@ def test_platt_recovers_the_true_map_and_lowers_ece():
     assert expected_calibration_error(labels, calibrated) < 0.02
 
 
+def test_balanced_platt_removes_the_base_rate_and_puts_the_even_odds_point_at_half():
+    """With tumours 4 times as common as normals, the plain fit's intercept carries log(4); the balanced fit's
+    does not, and the raw threshold where the balanced map gives 0.5 is where both classes are equally likely."""
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(1.0, 1.0, 8000), rng.normal(-1.0, 1.0, 2000)])  # logits: tumour, normal
+    labels = np.r_[np.ones(8000, int), np.zeros(2000, int)]
+    raw = sigmoid(z)
+    plain, balanced = fit_platt(labels, raw), fit_platt(labels, raw, balanced=True)
+    assert plain[1] - balanced[1] == pytest.approx(np.log(4), abs=0.1)
+    calibration = Calibration(slope=balanced[0], intercept=balanced[1])
+    threshold = calibration.raw_threshold(0.5)
+    assert calibration([threshold])[0] == pytest.approx(0.5)
+    assert logit([threshold])[0] == pytest.approx(0.0, abs=0.1)  # the midpoint of the two classes' logits
+    assert calibration.raw_threshold(0.9) > threshold
+
+
 def test_calibration_is_monotone_and_identity_is_identity():
     p = np.linspace(0.001, 0.999, 50)
     assert np.all(np.diff(Calibration(slope=0.4, intercept=1.0)(p)) > 0)

@@ -99,7 +99,7 @@ def test_refit_writes_the_table_and_a_model_that_loads(refit_run, capsys):
 
 def test_refit_whose_head_ranks_backwards_writes_no_model(refit_run, monkeypatch, tmp_path, capsys):
     """A validation split the head ranks backwards has no monotone calibration: a clear error, no model."""
-    monkeypatch.setattr(refit_final, "fit_platt", lambda labels, probabilities: (-0.5, 0.0))
+    monkeypatch.setattr(refit_final, "fit_platt", lambda labels, probabilities, balanced=False: (-0.5, 0.0))
     out = tmp_path / "run"
     args = list(refit_run["args"]) + ["--held-out", "mos"]  # one fold is enough here
     args[args.index("--out") + 1] = str(out)

@@ -1,0 +1,103 @@
+"""brain-mri finetune-card: a finished run on every source becomes a model directory whose card recomputes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.model.calibration import logit, sigmoid
+from core.model.classifier import load_classifier, save_classifier, sha256_of
+from tests.core.test_cli import tiny_model
+from train.studies import finetune_card
+from train.studies.finetune_card import SHIPPED_VARIANT, split_scores
+from train.studies.refit_final import CALIBRATED_HALF, card_numbers
+
+SETTINGS = {"trainable_from": "conv4", "batch_size": 32, "seed": 0, "steps": 4, "intensity_maps": False}
+
+
+def _scores(rng, n_tumour, n_normal):
+    """Raw probabilities a little overconfident, tumours four times as common as normals."""
+    z = np.r_[rng.normal(1.5, 1.2, n_tumour), rng.normal(-1.5, 1.2, n_normal)]
+    labels = np.r_[np.ones(n_tumour, int), np.zeros(n_normal, int)]
+    return labels, sigmoid(2.0 * z)
+
+
+def _payload(rng):
+    parts = {part: _scores(rng, 160, 40) for part in ("val", "test")}
+    sources = {part: (["br35h", "lgg"] * 100) for part in parts}
+    return {"scans": {part: [f"x/{i}.png" for i in range(200)] for part in parts},
+            "labels": {part: parts[part][0].tolist() for part in parts},
+            "sources": sources,
+            "variants": {SHIPPED_VARIANT: {part: parts[part][1].tolist() for part in parts},
+                         "raw weights, BatchNorm as trained": {part: parts[part][1].tolist() for part in parts}}}
+
+
+def _results(held_out="none"):
+    return {"held_out": held_out, "counts": {"train": 800, "val": 200, "test": 200},
+            "command": f"brain-mri finetune --out RUN --held-out {held_out}", "start_model": "tiny@0123456789ab",
+            "settings": SETTINGS, "images_seen": 128,
+            "variants": {SHIPPED_VARIANT: {"threshold": 0.6, "val_auc": 0.9,
+                                           "test": {"auc": 0.8, "auc_ci95": [0.7, 0.9]}, "by_folder": {}}}}
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune-card")
+    start = save_classifier(tiny_model(), {"name": "tiny", "threshold": 0.7, "explain_layer": "last_conv",
+                                           "intended_use": "tests", "explanations": {"default": "gradcam"},
+                                           "tumour_type": {"file": "type_head.keras"}}, root / "start")
+    run = root / "run"
+    run.mkdir()
+    tiny_model().save(run / "finetuned.keras")
+    payload = _payload(np.random.default_rng(0))
+    (run / "scores.json").write_text(json.dumps(payload))
+    (run / "results.json").write_text(json.dumps(_results()))
+    fold = root / "fold-lgg.json"
+    fold.write_text(json.dumps(_results("lgg")))
+    return {"root": root, "start": start, "run": run, "payload": payload, "fold": fold}
+
+
+def test_a_finished_run_becomes_a_loadable_model_whose_card_recomputes(run_dirs, capsys):
+    out = run_dirs["root"] / "model"
+    assert finetune_card.main(["--run", str(run_dirs["run"]), "--out", str(out), "--model", str(run_dirs["start"]),
+                               "--fold", str(run_dirs["fold"])]) == 0
+    assert "0.5 calibrated" in capsys.readouterr().out
+    classifier = load_classifier(out)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["weights_sha256"] == sha256_of(out / "model.keras") == sha256_of(run_dirs["run"] / "finetuned.keras")
+    numbers = json.loads(json.dumps(card_numbers(split_scores(run_dirs["payload"]), threshold_rule=CALIBRATED_HALF)))
+    assert {key: card[key] for key in numbers} == numbers
+    assert classifier.calibration([classifier.threshold])[0] == pytest.approx(0.5)
+    assert card["calibration"]["slope"] > 0 and "weighted equally" in card["threshold_method"]
+    # entries about the start model's weights are gone; its description stays
+    assert "explanations" not in card and "tumour_type" not in card and classifier.type_head is None
+    assert card["intended_use"] == "tests" and card["explain_layer"] == "last_conv"
+    assert card["fine_tuning"]["stages_trained"] == ["conv4", "conv5", "head"]
+    assert card["fine_tuning"]["images_seen"] == 128 and card["command"].startswith("brain-mri finetune")
+    assert [row["held_out"] for row in card["leave_one_source_out"]["rows"]] == ["lgg"]
+
+
+def test_the_balanced_calibration_ignores_the_four_to_one_class_share(run_dirs):
+    """The validation split holds four tumours per normal; the threshold is where the classes' logits meet,
+    not shifted by log(4) toward calling everything tumour."""
+    numbers = card_numbers(split_scores(run_dirs["payload"]), threshold_rule=CALIBRATED_HALF)
+    plain = card_numbers(split_scores(run_dirs["payload"]))
+    assert abs(logit([numbers["threshold"]])[0]) < 0.6
+    assert numbers["calibration"]["intercept"] < plain["calibration"]["intercept"]
+
+
+def test_a_fold_run_or_a_missing_file_writes_nothing(run_dirs, tmp_path, capsys):
+    fold_run = tmp_path / "fold-run"
+    fold_run.mkdir()
+    for name in ("scores.json", "finetuned.keras"):
+        (fold_run / name).write_bytes((run_dirs["run"] / name).read_bytes())
+    (fold_run / "results.json").write_text(json.dumps(_results("mos")))
+    out = tmp_path / "model"
+    args = ["--out", str(out), "--model", str(run_dirs["start"])]
+    assert finetune_card.main(["--run", str(fold_run), *args]) == 2
+    assert "only a run on every source" in capsys.readouterr().err
+    assert finetune_card.main(["--run", str(tmp_path / "absent"), *args]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,120 @@
+"""`brain-mri finetune-card`: a finished fine-tuning run on every source as a model directory with its card.
+
+    brain-mri finetune-card --run RUN_DIR --out MODEL_DIR [--model START_DIR] [--fold RESULTS_JSON ...]
+
+The run (`brain-mri finetune --held-out none`) left finetune.keras (the averaged weights, BatchNorm as
+trained) and scores.json (raw probabilities of its validation and test splits, per variant). This writes
+MODEL_DIR/model.keras (those weights) and MODEL_DIR/model_card.json: the start model's card without the entries
+that describe other weights (its threshold, numbers, calibration, explanation evaluation, tumour-type head,
+head refit), plus the threshold, metrics and calibration recomputed from scores.json (Platt fitted on the
+validation split with each class weighted equally; the threshold is 0.5 on that calibrated scale), the
+fine-tuning recipe and budget, and the leave-one-source-out rows of the `--fold` runs (the same recipe with
+one source held out). Run `brain-mri explain-eval` and `brain-mri type-head` on MODEL_DIR before shipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import date
+from pathlib import Path
+
+from core.io.atomic import atomic_path, sha256_of, write_atomic
+from core.model.card import CARD_FILE, MODEL_FILE, ModelCard
+from core.model.classifier import default_model_dir, read_card
+from train.data.discover import DataError
+from train.options import new_parser
+from train.studies.finetune_eval import MODEL_FILE as RUN_MODEL_FILE
+from train.studies.finetune_eval import RESULTS_FILE, SCORES_FILE
+from train.studies.refit_final import CALIBRATED_HALF, card_numbers
+
+#: The variant finetune.keras holds, and the one the fold study selected.
+SHIPPED_VARIANT = "averaged weights, BatchNorm as trained"
+#: Entries of the start card that describe its own weights or evaluations, not the fine-tuned ones.
+STALE_ENTRIES = ("weights_sha256", "threshold", "threshold_method", "metrics", "calibration", "external_test",
+                 "test_including_training_copies", "explanations", "tumour_type", "head_refit", "training_runs",
+                 "comparison", "leave_one_source_out", "command", "created", "seed", "data",
+                 "data_preparation_command", "training_placement", "training_hardware", "transport")
+
+
+def parser():
+    p = new_parser("brain-mri finetune-card", __doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished run with --held-out none")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model directory to write")
+    p.add_argument("--model", type=Path, help="the run's start model directory (default: the shipped model)")
+    p.add_argument("--fold", type=Path, action="append", default=[], metavar="RESULTS_JSON",
+                   help="results.json of a fold run of the same recipe (repeat for each held-out source)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the metrics' bootstrap intervals")
+    return p
+
+
+def split_scores(payload: dict, variant: str = SHIPPED_VARIANT) -> dict:
+    """finetune scores.json -> card_numbers' input: {"val"|"test": {"sources", "labels", "probs"}}."""
+    if variant not in payload["variants"]:
+        raise DataError(f"scores.json has no variant {variant!r}; it has {', '.join(payload['variants'])}.")
+    return {part: {"sources": payload["sources"][part], "labels": payload["labels"][part],
+                   "probs": payload["variants"][variant][part]} for part in ("val", "test")}
+
+
+def fold_row(results: dict, variant: str = SHIPPED_VARIANT) -> dict:
+    """One leave-one-source-out row of a fold run's results.json: its held-out test numbers and budget."""
+    row = results["variants"][variant]
+    return {"held_out": results["held_out"], "images_seen": results["images_seen"], "threshold": row["threshold"],
+            "test": row["test"], "by_folder": row.get("by_folder", {}), "command": results["command"]}
+
+
+def card_entries(start: ModelCard, run: dict, payload: dict, folds: list[dict], seed: int = 0) -> dict:
+    """The fine-tuned model's card entries (all but the weights' hash) from the start card and the run's files."""
+    if run["held_out"] != "none":
+        raise DataError(f"The run held out {run['held_out']!r}: only a run on every source (--held-out none) "
+                        "is a model to ship.")
+    numbers = card_numbers(split_scores(payload), seed=seed, threshold_rule=CALIBRATED_HALF)
+    settings = run["settings"]
+    kept = {key: value for key, value in start.to_dict().items() if key not in STALE_ENTRIES}
+    return {**kept, **numbers,
+            "threshold_method": "0.5 on the calibrated scale: Platt scaling fitted on the validation split with "
+                                "tumour and no-tumour scans weighted equally (the probability assumes even odds "
+                                "before the scan is seen)",
+            "created": date.today().isoformat(), "command": run["command"], "seed": settings["seed"],
+            "data": {"counts": run["counts"], "sources": sorted(set(payload["sources"]["test"]))},
+            "fine_tuning": {"start_model": run["start_model"], "variant": SHIPPED_VARIANT,
+                            "stages_trained": [f"conv{n}" for n in range(int(settings["trainable_from"][-1]), 6)]
+                            + ["head"],
+                            "images_seen": run["images_seen"], "settings": settings},
+            "leave_one_source_out": {"recipe": "the same fine-tuning, one source held out, at the budget each "
+                                               "row states", "rows": [fold_row(f) for f in folds]}}
+
+
+def write_model(run_dir: Path, out: Path, entries: dict) -> Path:
+    """Copy the run's weights to out/model.keras, then write the card with their hash (each atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / MODEL_FILE, suffix=".keras") as temporary:
+        shutil.copyfile(run_dir / RUN_MODEL_FILE, temporary)
+        digest = sha256_of(temporary)
+    card = ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest})
+    write_atomic(out / CARD_FILE, card.to_json())
+    return out
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        for path in (args.run / RESULTS_FILE, args.run / SCORES_FILE, args.run / RUN_MODEL_FILE, *args.fold):
+            if not path.is_file():
+                raise DataError(f"{path} does not exist: give a finished run (brain-mri finetune reports "
+                                "'Finished' when it has written it).")
+        start = read_card(args.model or default_model_dir())
+        run, payload = (json.loads((args.run / name).read_text()) for name in (RESULTS_FILE, SCORES_FILE))
+        entries = card_entries(start, run, payload, [json.loads(p.read_text()) for p in args.fold], args.seed)
+        write_model(args.run, args.out, entries)
+    except (DataError, ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.out}: threshold {entries['threshold']:.3f} (0.5 calibrated); test AUC over every source "
+          f"{entries['metrics']['test']['all sources']['auc']:.3f}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
