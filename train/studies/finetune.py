@@ -1,4 +1,4 @@
-"""`brain-mri finetune` (`brain-mri finetune`): fine-tune a model's backbone on every source, in
+"""`brain-mri finetune`: fine-tune a model's backbone on every source, in
 runs that survive interruption, and judge it on a source it never saw.
 
     brain-mri finetune --out RUN_DIR --held-out mos|lgg|none [--model DIR] [--trainable-from conv4]

@@ -21,13 +21,15 @@ from datetime import date
 from pathlib import Path
 
 from core.io.atomic import atomic_path, sha256_of, write_atomic
+from core.model.calibration import Calibration
 from core.model.card import CARD_FILE, MODEL_FILE, ModelCard
 from core.model.classifier import default_model_dir, read_card
 from train.data.discover import DataError
 from train.options import new_parser
+from train.studies.calibrate import RELIABILITY_PLOT, plot_calibration_check
 from train.studies.finetune_eval import MODEL_FILE as RUN_MODEL_FILE
 from train.studies.finetune_eval import RESULTS_FILE, SCORES_FILE
-from train.studies.refit_final import CALIBRATED_HALF, card_numbers
+from train.studies.refit_final import CALIBRATED_HALF, card_numbers, check_sets
 
 #: The variant finetune.keras holds, and the one the fold study selected.
 SHIPPED_VARIANT = "averaged weights, BatchNorm as trained"
@@ -58,14 +60,22 @@ def split_scores(payload: dict, variant: str = SHIPPED_VARIANT) -> dict:
 
 
 def fold_row(results: dict, variant: str = SHIPPED_VARIANT) -> dict:
-    """One leave-one-source-out row of a fold run's results.json: its held-out test numbers and budget."""
-    row = results["variants"][variant]
-    return {"held_out": results["held_out"], "images_seen": results["images_seen"], "threshold": row["threshold"],
-            "test": row["test"], "by_folder": row.get("by_folder", {}), "command": results["command"]}
+    """One leave-one-source-out row of a fold run's results.json, in the head refit card's row format (counts,
+    AUC with its interval, and balanced accuracy, sensitivity and specificity at the fold's own threshold, chosen
+    without the held-out source), with the fold's budget, per-folder AUCs and command."""
+    row, test = results["variants"][variant], results["variants"][variant]["test"]
+    low, high = test["auc_ci95"] or (None, None)
+    return {"held_out": results["held_out"], "tumour": test["tumour"], "no_tumour": test["no_tumour"],
+            "auc": test["auc"], "auc_low": low, "auc_high": high, "balanced_accuracy": test["balanced_accuracy"],
+            "sensitivity": test["sensitivity"], "specificity": test["specificity"], "threshold": row["threshold"],
+            "images_seen": results["images_seen"],
+            "by_folder": {name: block["auc"] for name, block in row.get("by_folder", {}).items()},
+            "command": results["command"]}
 
 
-def card_entries(start: ModelCard, run: dict, payload: dict, folds: list[dict], seed: int = 0) -> dict:
-    """The fine-tuned model's card entries (all but the weights' hash) from the start card and the run's files."""
+def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, dict], seed: int = 0) -> dict:
+    """The fine-tuned model's card entries (all but the weights' hash) from the start card, the run's files and
+    the fold runs' results ({path as given, relative to the repository for committed ones: results.json})."""
     if run["held_out"] != "none":
         raise DataError(f"The run held out {run['held_out']!r}: only a run on every source (--held-out none) "
                         "is a model to ship.")
@@ -82,16 +92,26 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: list[dict], 
                             "stages_trained": [f"conv{n}" for n in range(int(settings["trainable_from"][-1]), 6)]
                             + ["head"],
                             "images_seen": run["images_seen"], "settings": settings},
-            "leave_one_source_out": {"recipe": "the same fine-tuning, one source held out, at the budget each "
-                                               "row states", "rows": [fold_row(f) for f in folds]}}
+            "leave_one_source_out": {"recipe": "the same fine-tuning from the same start model, one source held out",
+                                     "caveat": _budget_caveat(list(folds.values()), run["images_seen"]),
+                                     "results": list(folds), "rows": [fold_row(f) for f in folds.values()]}}
 
 
-def write_model(run_dir: Path, out: Path, entries: dict) -> Path:
-    """Copy the run's weights to out/model.keras, then write the card with their hash (each atomically)."""
+def _budget_caveat(folds: list[dict], images_seen: int) -> str:
+    """'folds fine-tuned on 9,600 images, this model on 40,320' (the folds' budgets may differ)."""
+    budgets = " and ".join(f"{n:,}" for n in sorted({f["images_seen"] for f in folds}))
+    return f"folds fine-tuned on {budgets or 'no'} images, this model on {images_seen:,}"
+
+
+def write_model(run_dir: Path, out: Path, entries: dict, payload: dict) -> Path:
+    """Copy the run's weights to out/model.keras, draw the calibration check, then write the card with the
+    weights' hash (each file atomically; the card last)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE, suffix=".keras") as temporary:
         shutil.copyfile(run_dir / RUN_MODEL_FILE, temporary)
         digest = sha256_of(temporary)
+    checks = check_sets(split_scores(payload))
+    plot_calibration_check(out / RELIABILITY_PLOT, Calibration.from_dict(entries["calibration"]), checks)
     card = ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest})
     write_atomic(out / CARD_FILE, card.to_json())
     return out
@@ -106,8 +126,9 @@ def main(argv=None) -> int:
                                 "'Finished' when it has written it).")
         start = read_card(args.model or default_model_dir())
         run, payload = (json.loads((args.run / name).read_text()) for name in (RESULTS_FILE, SCORES_FILE))
-        entries = card_entries(start, run, payload, [json.loads(p.read_text()) for p in args.fold], args.seed)
-        write_model(args.run, args.out, entries)
+        folds = {str(path): json.loads(path.read_text()) for path in args.fold}
+        entries = card_entries(start, run, payload, folds, args.seed)
+        write_model(args.run, args.out, entries, payload)
     except (DataError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

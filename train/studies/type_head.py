@@ -1,4 +1,4 @@
-"""`brain-mri type-head` (`brain-mri type-head`): give a model a tumour-type head, with its evidence.
+"""`brain-mri type-head`: give a model a tumour-type head, with its evidence.
 
     brain-mri type-head [--model DIR] [--data-root DIR] [--seed S] [--workers N] [--cache-dir DIR]
 

@@ -38,8 +38,10 @@ def _results(held_out="none"):
     return {"held_out": held_out, "counts": {"train": 800, "val": 200, "test": 200},
             "command": f"brain-mri finetune --out RUN --held-out {held_out}", "start_model": "tiny@0123456789ab",
             "settings": SETTINGS, "images_seen": 128,
-            "variants": {SHIPPED_VARIANT: {"threshold": 0.6, "val_auc": 0.9,
-                                           "test": {"auc": 0.8, "auc_ci95": [0.7, 0.9]}, "by_folder": {}}}}
+            "variants": {SHIPPED_VARIANT: {
+                "threshold": 0.6, "val_auc": 0.9, "by_folder": {"lgg-t1pre": {"auc": 0.7}},
+                "test": {"tumour": 30, "no_tumour": 20, "auc": 0.8, "auc_ci95": [0.7, 0.9], "balanced_accuracy": 0.75,
+                         "sensitivity": 0.7, "specificity": 0.8}}}}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,12 @@ def test_a_finished_run_becomes_a_loadable_model_whose_card_recomputes(run_dirs,
     assert card["intended_use"] == "tests" and card["explain_layer"] == "last_conv"
     assert card["fine_tuning"]["stages_trained"] == ["conv4", "conv5", "head"]
     assert card["fine_tuning"]["images_seen"] == 128 and card["command"].startswith("brain-mri finetune")
-    assert [row["held_out"] for row in card["leave_one_source_out"]["rows"]] == ["lgg"]
+    (row,) = card["leave_one_source_out"]["rows"]
+    assert {key: row[key] for key in ("held_out", "tumour", "no_tumour", "auc", "auc_low", "auc_high")} == {
+        "held_out": "lgg", "tumour": 30, "no_tumour": 20, "auc": 0.8, "auc_low": 0.7, "auc_high": 0.9}
+    assert row["by_folder"] == {"lgg-t1pre": 0.7}
+    assert card["leave_one_source_out"]["caveat"] == "folds fine-tuned on 128 images, this model on 128"
+    assert (out / "calibration_reliability.png").stat().st_size > 0
 
 
 def test_the_balanced_calibration_ignores_the_four_to_one_class_share(run_dirs):
