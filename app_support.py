@@ -17,13 +17,15 @@ import cv2
 import numpy as np
 
 from core.explain.registry import method_labels
-from core.imaging.pipeline import OfScan, PreparedScan, prepare_pixels, prepare_scan
+from core.imaging.pipeline import prepare_pixels
 from core.imaging.pixels import to_rgb
 from core.model.labels import DISPLAY, display
 from core.model.tumour_type import TYPES
-from core.predict.assessment import Assessment, assess
+from core.predict import analysis
+from core.predict.analysis import Analysis  # noqa: F401 - re-exported: the app's result type
+from core.predict.assessment import assess
 from core.predict.status import Status
-from core.quality.input_check import InputCheck, check_input
+from core.quality.input_check import InputCheck
 from core.report.card_summary import card_summary, describe  # noqa: F401 - re-exported: the model panel
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
@@ -36,34 +38,6 @@ DISCLAIMER = (
     "Research demo, not for clinical use. It has not been validated for diagnosis; "
     "never base a medical decision on it."
 )
-
-
-@dataclass(frozen=True)
-class Analysis(OfScan):
-    """One upload run through `core`: the prepared scan, the input check and, when it passed, the assessment.
-
-    assessment: a `core.predict.assessment.Assessment` (calibrated probability, its range over
-    test-time views, threshold, verdict), or None when the input check refused the scan.
-    """
-
-    name: str
-    digest: str
-    scan: PreparedScan
-    check: InputCheck
-    assessment: Assessment | None
-
-    @property
-    def refused(self) -> bool:
-        return self.assessment is None
-
-    @property
-    def probability(self) -> float | None:
-        return None if self.assessment is None else self.assessment.probability
-
-    @property
-    def label(self) -> str:
-        """'tumour', 'no_tumour', 'uncertain' (data spelling) or 'not_brain_mri'."""
-        return Status.NOT_BRAIN_MRI if self.assessment is None else self.assessment.verdict
 
 
 #: Every label and status, as the page shows it.
@@ -87,16 +61,14 @@ def methods() -> dict[str, str]:
 
 
 def digest_of(data: bytes) -> str:
-    """Hex SHA-256 of the uploaded bytes (the per-session cache key; never stored on disk)."""
+    """Hex SHA-256 of the uploaded bytes (the per-session cache key; never stored on disk), as Analysis.digest."""
     return hashlib.sha256(data).hexdigest()
 
 
 def analyse(classifier, data: bytes, name: str) -> Analysis:
-    """Decode, crop, check and assess one upload. Raises `core.io.ScanError` for a bad file."""
-    scan = prepare_scan(data, classifier.input_size, name=name)
-    check = check_input(scan.pixels, scan.crop, scan.meta)
-    assessment = assess(classifier, [scan])[0] if check.ok else None
-    return Analysis(name=name, digest=digest_of(data), scan=scan, check=check, assessment=assessment)
+    """Decode, crop, check and assess one upload (`core.predict.analysis.analyse`). Raises `core.io.ScanError`
+    for a bad file."""
+    return analysis.analyse(classifier, data, name)
 
 
 def explain_scan(classifier, analysis: Analysis, method: str, target: str):
@@ -293,11 +265,7 @@ def analyse_series(classifier, series):
     """Every slice of a series read, checked and assessed in one batch (one view per slice, for speed)."""
     from core.predict.series import analyse_series as analyse
 
-    def refusal(scan) -> str:
-        check = check_input(scan.pixels, scan.crop, scan.meta)
-        return "" if check.ok else check.reason
-
-    return analyse(classifier, series, assess=lambda c, scans: assess(c, scans, tta=False), check=refusal)
+    return analyse(classifier, series, assess=lambda c, scans: assess(c, scans, tta=False), check=analysis.refusal)
 
 
 def slice_analysis(result) -> Analysis:

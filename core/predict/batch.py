@@ -40,7 +40,8 @@ class Source:
 @dataclass
 class Row:
     """One file's result. status: "ok", "not_brain_mri" (error holds the reason), "unreadable", or with --series
-    "volume_edge" (refused at an end of a series whose other slices passed; see `core.predict.series.mark_volume_edges`).
+    "volume_edge" (refused at an end of a series whose other slices passed; see
+    `core.predict.series.mark_volume_edges`).
 
     probability / low / high: calibrated, in [0, 1], only when status is ok; raw: the model's own output.
     label: "tumour", "no_tumour" or "uncertain"; threshold: the card's threshold, calibrated.
@@ -161,16 +162,20 @@ def _page(row: Row, scan, explanation, digest: str | None):
 def predict_rows(classifier, sources: Sequence[Source], batch_size: int, outputs: Outputs,
                  tta: bool = True) -> Iterator[Row]:
     """One Row per source, in order, reading `batch_size` scans at a time."""
-    from core.predict.assessment import assess
+    from core.predict.analysis import analyse_prepared
 
     for start in range(0, len(sources), batch_size):
         batch = sources[start : start + batch_size]
         read = [_read(source.path, classifier.input_size) for source in batch]
-        assessments = iter(assess(classifier, [scan for row, scan in read if row.status == OK], tta=tta))
+        results = iter(analyse_prepared(classifier, [scan for row, scan in read if row.status == OK], tta=tta))
         for source, (row, scan) in zip(batch, read):
             if row.status == OK:
-                row.assessed(next(assessments))
-                outputs.add(row, scan, source.relative)
+                check, assessment = next(results)
+                if assessment is None:
+                    row.status, row.error = NOT_BRAIN_MRI, check.reason
+                else:
+                    row.assessed(assessment)
+                    outputs.add(row, scan, source.relative)
             yield row
 
 
@@ -179,6 +184,7 @@ def series_predict_rows(classifier, sources: Sequence[Source], outputs: Outputs,
 
     See `core.predict.series.series_rows`; every slice is checked and assessed as single scans are.
     """
+    from core.predict.analysis import refusal
     from core.predict.assessment import assess
     from core.predict.series import read_for_series, safe_relative, series_rows
 
@@ -192,19 +198,11 @@ def series_predict_rows(classifier, sources: Sequence[Source], outputs: Outputs,
             outputs.notes.append(f"{analysis.series.label}: {analysis.edge_summary}")
 
     yield from series_rows(classifier, files, on_scan, failed, row_type=Row, on_series=on_series,
-                           assess=lambda c, scans: assess(c, scans, tta=tta), check=_refusal)
-
-
-def _refusal(scan) -> str:
-    """The input check's reason for refusing a prepared scan ('' when it passes)."""
-    from core.quality.input_check import check_input
-
-    check = check_input(scan.pixels, scan.crop, scan.meta)
-    return "" if check.ok else check.reason
+                           assess=lambda c, scans: assess(c, scans, tta=tta), check=refusal)
 
 
 def _read(path: Path, size: int):
-    """(row, PreparedScan or None): read, crop and check one file; the row says what went wrong."""
+    """(row, PreparedScan or None): read and crop one file; the row says what went wrong."""
     from core.imaging.pipeline import prepare_scan
     from core.io import ScanError
 
@@ -218,9 +216,6 @@ def _read(path: Path, size: int):
         row.status, row.error = UNREADABLE, f"{type(error).__name__}: {error}"
         return row, None
     row.box, row.fell_back = scan.crop.box, scan.crop.fell_back
-    reason = _refusal(scan)
-    if reason:
-        row.status, row.error = NOT_BRAIN_MRI, reason
     return row, scan
 
 
