@@ -358,7 +358,7 @@ def model_held_out(model_dir: Path | None) -> tuple[set[str], list[Path]]:
     """(paths under the shared data of the project model's held-out test scans, folders of the sources its head
     trained on), from its card's training run (scores.json beside the leave-one-source-out table); (set(), [])
     for a model whose card names no such run."""
-    from core.model.classifier import read_card
+    from core.model.card import read_card
     from train.data.folds import DEFAULT_SOURCES
 
     card = read_card(model_dir or ROOT / "models" / "brain-mri-resnet50").to_dict()

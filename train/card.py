@@ -8,9 +8,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from core.io.atomic import write_atomic
-from core.model.card import CARD_FILE, ModelCard
-from core.model.classifier import read_card
+from core.model.card import ModelCard, read_card, write_card
 from train.settings import RunSettings
 
 INTENDED_USE = (
@@ -107,4 +105,4 @@ def record_external_results(model_dir, outcome: dict) -> Path:
             "duplicates_removed": outcome["report"]["duplicates"].get(name, {}),
             **{k: v for k, v in result.items() if k != "reliability"},
         }
-    return write_atomic(Path(model_dir) / CARD_FILE, card.with_entries(**{key: section}).to_json())
+    return write_card(model_dir, card.with_entries(**{key: section}))

@@ -1,6 +1,7 @@
 """The model card: one schema for what a trained model is, read and written by everyone.
 
-`model_card.json` sits beside `model.keras`. The trainer writes it
+`model_card.json` sits beside `model.keras`. This module is the only one that reads or writes that file
+(`read_card`, `write_card`, `update_card`); the trainer writes it
 (`train/card.py`), `core.load_classifier` validates it before the weights are
 trusted, and the CLI and the app read their summaries from it. Known entries
 are typed attributes; anything else a card carries (provenance notes,
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
+from core.io.atomic import write_atomic
 from core.model.calibration import Calibration
 from core.recipe import INPUT_SIZE
 
@@ -125,4 +129,22 @@ def _validated(card: ModelCard, source: str, require_hash: bool) -> ModelCard:
     digest = card.weights_sha256
     if require_hash and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
         raise CardError(f"{source} has no valid 'weights_sha256' entry (64 hex digits).")
+    return card
+
+
+def read_card(directory: str | os.PathLike) -> ModelCard:
+    """The validated model card of a model directory; raises CardError (a ValueError) when it is broken."""
+    path = Path(directory) / CARD_FILE
+    return ModelCard.from_json(path.read_text(), source=f"The model card {path}")
+
+
+def write_card(directory: str | os.PathLike, card: ModelCard) -> Path:
+    """Write `card` as the directory's model_card.json, atomically (a reader never sees half a card)."""
+    return write_atomic(Path(directory) / CARD_FILE, card.to_json())
+
+
+def update_card(directory: str | os.PathLike, **entries: Any) -> ModelCard:
+    """Read the directory's card, replace or add `entries` (the weights and their hash unchanged), write it back."""
+    card = read_card(directory).with_entries(**entries)
+    write_card(directory, card)
     return card

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.imaging.pipeline import PreparedScan, as_prepared
-from core.io.atomic import atomic_path, sha256_of, write_atomic
+from core.io.atomic import atomic_path, sha256_of
 from core.model.calibration import IDENTITY, Calibration
-from core.model.card import CARD_FILE, MODEL_FILE, CardError, ModelCard
+from core.model.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, read_card, write_card
 from core.model.tumour_type import CARD_ENTRY, FEATURE_LAYER, load_type_head
 from core.recipe import BACKBONES, INPUT_SIZE, STAGES, default_trainable_from
 
@@ -176,7 +176,7 @@ def save_classifier(model, card: ModelCard | dict, directory: str | os.PathLike)
         without_optimizer(model).save(model_tmp)
         digest = sha256_of(model_tmp)
     card = card.with_entries(weights_file=MODEL_FILE, weights_sha256=digest)
-    write_atomic(directory / CARD_FILE, card.to_json())
+    write_card(directory, card)
     return directory
 
 
@@ -274,12 +274,6 @@ def _no_model_message(directory: Path) -> str:
         "`python -m train --train DIR --val-split 0.1 --out RUN_DIR` and pass RUN_DIR/model, "
         f"or copy a model directory ({MODEL_FILE} + {CARD_FILE}) to {DEFAULT_MODEL_DIR}."
     )
-
-
-def read_card(directory: str | os.PathLike) -> ModelCard:
-    """The validated model card of a model directory; raises CardError (a ValueError) when it is broken."""
-    path = Path(directory) / CARD_FILE
-    return ModelCard.from_json(path.read_text(), source=f"The model card {path}")
 
 
 def default_model_dir() -> Path:

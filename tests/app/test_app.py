@@ -246,7 +246,7 @@ def _typed_model(tiny_model_dir: Path, folder: Path, threshold: float) -> Path:
     import shutil
 
     from core.io.atomic import write_atomic
-    from core.model.classifier import read_card
+    from core.model.card import read_card
     from tests.core.model.test_tumour_type import attach_type_head
 
     typed = Path(shutil.copytree(tiny_model_dir, folder))

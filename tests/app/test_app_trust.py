@@ -46,8 +46,7 @@ def threshold_at_the_scan(tiny_model_dir, tmp_path, jpeg_bytes, monkeypatch):
     """The tiny model with its card's threshold set to this scan's own probability: a borderline result."""
     import shutil
 
-    from core.model.card import CARD_FILE
-    from core.model.classifier import read_card
+    from core.model.card import CARD_FILE, read_card
 
     copy = tmp_path / "borderline"
     shutil.copytree(tiny_model_dir, copy)

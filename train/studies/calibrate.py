@@ -25,7 +25,6 @@ import numpy as np
 
 from core.io.atomic import write_atomic
 from core.model.calibration import Calibration, ece_uncertainty, expected_calibration_error, fit_platt
-from core.model.card import CARD_FILE
 from train import metrics
 from train.data import cache, dedup
 from train.data.discover import DataError, discover_all
@@ -150,11 +149,10 @@ def main(argv=None) -> int:
     if args.json:
         write_atomic(args.json, json.dumps(calibration.to_dict(), indent=2) + "\n")
     if args.write_card:
-        from core.model.classifier import read_card
+        from core.model.card import update_card
 
-        card = read_card(args.model).with_entries(calibration=calibration.to_dict())
         plot_calibration_check(Path(args.model) / RELIABILITY_PLOT, calibration, check)
-        write_atomic(Path(args.model) / CARD_FILE, card.to_json())
+        update_card(args.model, calibration=calibration.to_dict())
     return 0
 
 

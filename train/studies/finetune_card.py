@@ -20,10 +20,10 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from core.io.atomic import atomic_path, sha256_of, write_atomic
+from core.io.atomic import atomic_path, sha256_of
 from core.model.calibration import Calibration
-from core.model.card import CARD_FILE, MODEL_FILE, ModelCard
-from core.model.classifier import default_model_dir, read_card
+from core.model.card import MODEL_FILE, ModelCard, read_card, write_card
+from core.model.classifier import default_model_dir
 from train.data.discover import DataError
 from train.options import new_parser
 from train.studies.calibrate import RELIABILITY_PLOT, plot_calibration_check
@@ -112,8 +112,7 @@ def write_model(run_dir: Path, out: Path, entries: dict, payload: dict) -> Path:
         digest = sha256_of(temporary)
     checks = check_sets(split_scores(payload))
     plot_calibration_check(out / RELIABILITY_PLOT, Calibration.from_dict(entries["calibration"]), checks)
-    card = ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest})
-    write_atomic(out / CARD_FILE, card.to_json())
+    write_card(out, ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest}))
     return out
 
 

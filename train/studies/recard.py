@@ -16,10 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.io.atomic import write_atomic
 from core.model.calibration import Calibration
-from core.model.card import CARD_FILE
-from core.model.classifier import read_card
+from core.model.card import CARD_FILE, read_card, write_card
 from train.studies import refit_final
 from train.studies.calibrate import RELIABILITY_PLOT, plot_calibration_check
 
@@ -50,10 +48,9 @@ def recard(run: Path, model: Path) -> dict:
     except (KeyError, TypeError) as error:
         raise ValueError(f"{expected} (sources, labels and probs for each); {error!r} is missing or "
                          "malformed.") from None
-    updated = card.with_entries(**numbers)
     plot_calibration_check(model / RELIABILITY_PLOT, Calibration.from_dict(numbers["calibration"]),
                            refit_final.check_sets(scores))
-    write_atomic(model / CARD_FILE, updated.to_json())
+    write_card(model, card.with_entries(**numbers))
     return numbers
 
 

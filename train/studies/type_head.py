@@ -128,8 +128,8 @@ def write(directory: Path, heads: dict, scores: dict, command: str) -> dict:
     """type_head.keras (the shipped head), the run folder (scores, results.md and the MOS-only head, for
     bench/bench_peers.py), then the card entry (last, so a card never names a missing head)."""
     from core.io.atomic import atomic_path, write_atomic
-    from core.model.card import CARD_FILE
-    from core.model.classifier import read_card, sha256_of, without_optimizer
+    from core.model.card import update_card
+    from core.model.classifier import sha256_of, without_optimizer
     from train.studies.type_table import markdown, type_tables
 
     tables = type_tables(scores)
@@ -146,8 +146,7 @@ def write(directory: Path, heads: dict, scores: dict, command: str) -> dict:
              "uncertain_below": head["uncertain_below"], "backbone_sha256": head["backbone_sha256"],
              "scores_file": (RUN_FOLDER / "scores.json").as_posix(),
              "mos_only_file": (RUN_FOLDER / MOS_ONLY_FILE).as_posix(), "command": command, "table": tables}
-    card = read_card(directory).with_entries(**{CARD_ENTRY: entry})
-    write_atomic(directory / CARD_FILE, card.to_json())
+    update_card(directory, **{CARD_ENTRY: entry})
     return tables
 
 

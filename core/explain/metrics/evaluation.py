@@ -490,12 +490,10 @@ def _finite(value):
 
 def write_card_entry(model_dir: Path, report: dict) -> Path:
     """Store card_entry(report) as the card's `explanations` (the weights and their hash unchanged)."""
-    from core.model.card import CARD_FILE
-    from core.model.classifier import read_card
+    from core.model.card import CARD_FILE, update_card
 
-    card = read_card(model_dir).with_entries(explanations=json.loads(json.dumps(card_entry(report),
-                                                                                default=_json_default)))
-    return write_atomic(Path(model_dir) / CARD_FILE, card.to_json())
+    update_card(model_dir, explanations=json.loads(json.dumps(card_entry(report), default=_json_default)))
+    return Path(model_dir) / CARD_FILE
 
 
 def csv_text(report: dict) -> str:

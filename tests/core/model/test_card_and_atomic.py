@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.io.atomic import atomic_path, write_atomic
-from core.model.card import CardError, ModelCard
+from core.model.card import CARD_FILE, CardError, ModelCard, read_card, update_card, write_card
 
 HASH = "ab" * 32
 
@@ -46,3 +46,15 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temporary file left
     write_atomic(target, b"second")
     assert target.read_bytes() == b"second"
+
+
+def test_update_card_changes_only_the_named_entries_and_leaves_no_partial_file(tmp_path):
+    write_card(tmp_path, ModelCard(name="m", weights_sha256="a" * 64, threshold=0.4, extra={"notes": "kept"}))
+    updated = update_card(tmp_path, threshold=0.6, explanations={"default": "hirescam"})
+    assert read_card(tmp_path) == updated
+    assert updated.threshold == 0.6 and updated.weights_sha256 == "a" * 64
+    assert updated.extra == {"notes": "kept", "explanations": {"default": "hirescam"}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CARD_FILE]
+    with pytest.raises(CardError, match="threshold"):
+        update_card(tmp_path, threshold=2.0)
+    assert read_card(tmp_path).threshold == 0.6

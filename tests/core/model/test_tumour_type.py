@@ -56,8 +56,8 @@ def attach_type_head(directory: Path, width: int, level: float = 0.5) -> None:
     """Give a saved model a type head on its `width` pooled features that calls every scan glioma 17%,
     meningioma 77%, pituitary 6% (only the output bias is not zero), and the card entry that names it."""
     from core.io.atomic import write_atomic
-    from core.model.card import CARD_FILE
-    from core.model.classifier import read_card, sha256_of
+    from core.model.card import CARD_FILE, read_card
+    from core.model.classifier import sha256_of
     from train.studies.type_fit import build_type_head
 
     head = build_type_head(np.zeros(width), np.ones(width), seed=0)

@@ -109,7 +109,7 @@ def test_refit_whose_head_ranks_backwards_writes_no_model(refit_run, monkeypatch
 
 
 def test_refit_card_numbers_recompute_from_its_scores(refit_run):
-    from core.model.classifier import read_card
+    from core.model.card import read_card
 
     run = refit_run["run"]
     scores = json.loads((run / "scores.json").read_text())

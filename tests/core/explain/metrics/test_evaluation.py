@@ -99,7 +99,8 @@ def test_command_writes_json_csv_and_png(model_dir, lgg, tmp_path):
 def test_write_card_stores_the_table_in_the_models_card(model_dir, lgg, tmp_path, capsys):
     import shutil
 
-    from core.model.classifier import load_classifier, read_card
+    from core.model.card import read_card
+    from core.model.classifier import load_classifier
 
     model = shutil.copytree(model_dir, tmp_path / "model")
     args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model), "--limit", "2",
