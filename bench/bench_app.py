@@ -172,7 +172,8 @@ def main() -> None:
                 _, page = open_page(browser, url, 300_000)
                 warm = show(page, "warm-up.jpg", jpeg_512(files[0]))
                 remove_all(page)
-                print(f"first scan (model already warmed up at load): {warm:.2f} s; server RSS {rss_mb(server.pid):.0f} MB")
+                print(f"first scan (model already warmed up at load): {warm:.2f} s; "
+                      f"server RSS {rss_mb(server.pid):.0f} MB")
                 times = []
                 for i, data in enumerate(latency_scans):
                     times.append(show(page, f"latency-{i}.jpg", data))

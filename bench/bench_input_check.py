@@ -635,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the real slices (default 2)")
     parser.add_argument("--list-rejected", action="store_true", help="list rejected real and passed non-MRI images")
     parser.add_argument("--fit", action="store_true",
-                        help="refit TAILS, WEIGHTS, MAX_EVIDENCE and write them to core/quality/input_check_tables.json")
+                        help="refit TAILS, WEIGHTS, MAX_EVIDENCE and write them to "
+                             "core/quality/input_check_tables.json")
     parser.add_argument("--unseen-sources", action="store_true",
                         help="also refit without each source group in turn and report its refusals")
     args = parser.parse_args(argv)

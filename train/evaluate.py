@@ -89,9 +89,9 @@ def _summary(outcome: dict) -> str:
     for name, r in outcome["results"].items():
         auc = "n/a" if r["auc"] is None else f"{r['auc']:.4f} [{r['auc_ci95'][0]:.4f}, {r['auc_ci95'][1]:.4f}]"
         card = r["at_card"]
+        balanced = None if card["balanced_accuracy"] is None else round(card["balanced_accuracy"], 4)
         lines.append(f"{name}: n={r['scans']} ({r['tumour']} tumour, {r['no_tumour']} no tumour) AUC {auc} "
-                     f"| at {card['threshold']:.3f}: acc {card['accuracy']:.4f} "
-                     f"bal.acc {card['balanced_accuracy'] if card['balanced_accuracy'] is None else round(card['balanced_accuracy'], 4)} "
+                     f"| at {card['threshold']:.3f}: acc {card['accuracy']:.4f} bal.acc {balanced} "
                      f"sens {card['sensitivity']} spec {card['specificity']}")
     return "\n".join(lines)
 

@@ -97,7 +97,8 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--balance", choices=BALANCES, default="none",
                      help="source-class: draw every batch equally from the (source, class) cells")
     gen.add_argument("--appearance", choices=sorted(PRESETS), default="off",
-                     help="appearance augmentation preset (train.transforms.appearance); --appearance-* options override it")
+                     help="appearance augmentation preset (train.transforms.appearance); "
+                          "--appearance-* options override it")
     ranges = {"gamma": "gamma exponent range", "contrast": "contrast factor range"}
     for name, text in ranges.items():
         gen.add_argument(f"--appearance-{name}", type=float, nargs=2, metavar=("LOW", "HIGH"),

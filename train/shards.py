@@ -49,7 +49,8 @@ def pack(model_dir, out_dir, max_mb: float = 15.0) -> list[Path]:
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **shard)
         paths.append(path)
-    manifest = {"input_size": classifier.input_size, "shards": [p.name for p in paths], "card": classifier.card.to_dict()}
+    manifest = {"input_size": classifier.input_size, "shards": [p.name for p in paths],
+                "card": classifier.card.to_dict()}
     write_json(out_dir / "manifest.json", manifest)  # last: shards without a manifest are never read
     return paths
 

@@ -195,7 +195,8 @@ def test_the_maps_page_quotes_the_explanation_table_and_the_default_is_its_best_
 
 
 def test_the_type_head_table_recomputes_from_its_scores_and_its_page_quotes_it(shipped):
-    """The card's tumour_type table is what train.studies.type_table computes from the committed scores; the head was fit
+    """The card's tumour_type table is what train.studies.type_table computes from the committed scores; the head was
+    fit
     on this backbone's features; docs/tumour_type.md quotes the table."""
     from core.model.tumour_type import CARD_ENTRY
     from train.studies.refit import backbone_sha

@@ -142,7 +142,8 @@ def test_resume_refuses_other_data(tmp_path):
     from train.data.discover import DataError
 
     base = ["--out", str(tmp_path), *TINY, "--val-split", "0.2"]
-    (tmp_path / "run_settings.json").write_text(json.dumps(settings_of(parser().parse_args(base + ["--train", "a"])).to_dict()))
+    settings = settings_of(parser().parse_args(base + ["--train", "a"]))
+    (tmp_path / "run_settings.json").write_text(json.dumps(settings.to_dict()))
     _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "a"])))  # same data: accepted
     with pytest.raises(DataError, match="these differ: data"):
         _check_resume(tmp_path, settings_of(parser().parse_args(base + ["--train", "b"])))

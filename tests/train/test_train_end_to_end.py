@@ -204,7 +204,8 @@ def test_evaluate_reproduces_the_run_test_auc(runs, data):
     dup = outcome["report"]["duplicates"][source]
     assert (dup["checked"], dup["exact"], dup["near"], dup["kept"]) == (25, 2, 0, 23)
     mine, theirs = outcome["results"][source], metrics["results"][f"test:{source}"]
-    assert (mine["scans"], mine["tumour"], mine["no_tumour"]) == (theirs["scans"], theirs["tumour"], theirs["no_tumour"])
+    counts = ("scans", "tumour", "no_tumour")
+    assert [mine[key] for key in counts] == [theirs[key] for key in counts]
     # Same crops, same weights: the model's ranking of the test scans must be the same.
     assert mine["auc"] == pytest.approx(theirs["auc"], abs=1e-12)
     assert mine["brier"] == pytest.approx(theirs["brier"], abs=1e-4)  # float32 sums differ in the last digits

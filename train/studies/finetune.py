@@ -12,7 +12,8 @@ trains on every source, holding out a validation split by whole groups.
 The start model's backbone is kept and its head re-initialised (it was fitted on every source, the held-out
 one included); a short warm-up trains the head alone, then every stage from --trainable-from on trains with
 the backbone's BatchNorm frozen, batches drawn equally from each (source, class) cell, the recipe's geometry
-and brightness plus an appearance stack (train.transforms.appearance STANDARD: gamma, contrast, bias field, blur/sharpen,
+and brightness plus an appearance stack (train.transforms.appearance STANDARD: gamma, contrast, bias field,
+blur/sharpen,
 resampling, noise, JPEG; GIN random shallow convolutions; random non-monotonic intensity maps unless
 --no-intensity-maps), Adam at a constant rate and an exponential moving average of the weights
 (train.studies.finetune_loop). Checkpoints every --checkpoint-minutes; --max-minutes ends the run cleanly at one;

@@ -248,7 +248,8 @@ def loso_entry(out_dir: Path) -> dict:
 def fit_final(model, start_card, pool, features: np.ndarray, args, log):
     """The start model with its head fitted on every source; returns (keras model, card dict, scores.json).
 
-    Split by train.studies.refit_final.three_way_split; the card's numbers come from train.studies.refit_final.card_numbers.
+    Split by train.studies.refit_final.three_way_split; the card's numbers come from
+    train.studies.refit_final.card_numbers.
     """
     split = refit_final.three_way_split(pool.groups, pool.labels, args.val_split, args.seed)
     parts = {part: split == part for part in ("train", "val", "test")}

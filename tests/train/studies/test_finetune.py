@@ -69,7 +69,8 @@ def test_a_fold_run_scores_four_variants_that_recompute_from_its_scores(start_di
     assert results["images_seen"] == 48 and "Held out: lgg" in (out / "results.md").read_text()
     assert not (out / finetune_eval.MODEL_FILE).exists()  # only a run on every source writes its weights
 
-    again = run_module("train.studies.finetune", args[:-len(SMALL)] + ["--images", "40", *SMALL[2:], "--resume"], cli_env)
+    again = run_module("train.studies.finetune", args[:-len(SMALL)] + ["--images", "40", *SMALL[2:], "--resume"],
+                       cli_env)
     assert again.returncode == 2 and "other settings" in again.stderr
 
 

@@ -1,4 +1,5 @@
-"""train.studies.finetune_loop: exact resume, balanced cells, frozen BatchNorm, averaged weights, learning (tiny CNN)."""
+"""train.studies.finetune_loop: exact resume, balanced cells, frozen BatchNorm, averaged weights, learning (tiny
+CNN)."""
 
 from __future__ import annotations
 

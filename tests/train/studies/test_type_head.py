@@ -1,4 +1,5 @@
-"""The tumour-type head's training pieces (train.studies.type_fit, train.studies.type_data, train.studies.type_table) and
+"""The tumour-type head's training pieces (train.studies.type_fit, train.studies.type_data,
+train.studies.type_table) and
 `brain-mri type-head` end to end on a small real typed set with a 32-px small-CNN model."""
 
 from __future__ import annotations

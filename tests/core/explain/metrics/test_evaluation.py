@@ -1,4 +1,5 @@
-"""Tests for `python -m core explain-eval` (core.explain.metrics.evaluation): end to end on a few real LGG slices, tiny model.
+"""Tests for `python -m core explain-eval` (core.explain.metrics.evaluation): end to end on a few real LGG slices,
+tiny model.
 
 The model is a small untrained CNN at 64 px saved with its card, as `core.load_classifier`
 reads it: the scores mean nothing here, the test checks that every output is written

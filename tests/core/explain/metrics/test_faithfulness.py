@@ -1,4 +1,5 @@
-"""Tests for core.explain.metrics.faithfulness: localisation scores, ROAD-style hiding and statistics, on cases with known answers.
+"""Tests for core.explain.metrics.faithfulness: localisation scores, ROAD-style hiding and statistics, on cases with
+known answers.
 
 The model cases use a CNN built by hand (no training) to see exactly one thing: a
 bright disc. Its single conv channel is relu(grey - 180), max-pooled, so the
