@@ -421,7 +421,7 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarr
 
 def fit_tails(rows: list[tuple[str, str, bool, str, dict]]) -> dict[str, tuple]:
     """TAILS for core.quality.input_check from real-slice rows (source, path, ok, reason, scores)."""
-    from core.quality.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, TAIL_PROBS
+    from core.quality.evidence import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, TAIL_PROBS
 
     kept = [(FIT_GROUPS[src], sc) for src, _, _, _, sc in rows if sc.get("contrast", 0) >= LOW_SIGNAL_CONTRAST]
     sizes = {g: sum(1 for grp, _ in kept if grp == g) for g in set(FIT_GROUPS.values())}
@@ -464,7 +464,7 @@ def augmented(images: list[NonMri], seed: int = 0) -> Iterator[NonMri]:
 
 def _tail_matrix(scores: list[dict], tails: dict, keys: list[tuple[str, str]]) -> np.ndarray:
     """(n, len(keys)) tail scores of each row's features."""
-    from core.quality.input_check import tail_scores
+    from core.quality.evidence import tail_scores
 
     matrix = np.zeros((len(scores), len(keys)))
     for i, row in enumerate(scores):
@@ -494,7 +494,7 @@ def fit_weights(real_rows: list, negative_scores: list[tuple[str, dict]], tails:
     """
     from scipy.optimize import minimize
 
-    from core.quality.input_check import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, rule_reason
+    from core.quality.evidence import LOW_SIGNAL_CONTRAST, TAIL_FEATURES, rule_reason
 
     keys = [(name, side) for name, sides in TAIL_FEATURES.items() for side in sides]
     positives = [(FIT_GROUPS[src], sc) for src, _, _, _, sc in real_rows
@@ -526,7 +526,7 @@ def write_tables(weights: dict, threshold: float, tails: dict, path: Path | None
     import json
 
     from core.io.atomic import write_atomic
-    from core.quality.input_check import TABLES_FILE
+    from core.quality.evidence import TABLES_FILE
 
     tables = {"about": "Fitted by python bench/bench_input_check.py --fit (core/quality/input_check.py explains each "
                        "table); do not edit by hand.",
@@ -545,7 +545,7 @@ def unseen_source_refusals(real_rows: list, negative_scores: list[tuple[str, dic
     slices are judged by them. Returns {source: (refused, judged)}, counting the slices that pass the hard
     rules with a raw contrast of at least LOW_SIGNAL_CONTRAST (:func:`_rule_passed`); the rules are not fitted.
     """
-    from core.quality.input_check import tail_scores, weighted_evidence
+    from core.quality.evidence import tail_scores, weighted_evidence
 
     counts: dict[str, list[int]] = {}
     for held_out in sorted(set(FIT_GROUPS.values())):
@@ -616,7 +616,7 @@ def _print_unseen(rows: list, negatives: list) -> None:
 
 
 def _rule_passed(scores: dict) -> bool:
-    from core.quality.input_check import LOW_SIGNAL_CONTRAST, rule_reason
+    from core.quality.evidence import LOW_SIGNAL_CONTRAST, rule_reason
 
     return scores.get("contrast", 0) >= LOW_SIGNAL_CONTRAST and not rule_reason(scores)
 
@@ -670,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(pixels: np.ndarray) -> dict[str, float]:
     """core.quality.input_check.measure_input of `pixels` with their own brain crop."""
-    from core.quality.input_check import measure_input
+    from core.quality.features import measure_input
 
     return measure_input(pixels, crop_brain(pixels))
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from core import crop_brain, read_scan
-from core.quality.input_check import LOW_SIGNAL_CONTRAST, InputCheck, blacken_padding, check_input, trim_page
+from core.quality.evidence import LOW_SIGNAL_CONTRAST
+from core.quality.features import blacken_padding, trim_page
+from core.quality.input_check import InputCheck, check_input
 from tests.support.paths import REPO
 
 DATA = REPO.parent / "shared" / "data"
@@ -324,8 +326,8 @@ def test_unseen_source_refusals_judge_each_group_by_a_fit_without_it(bench, non_
 
 def test_fitted_tables_round_trip_through_the_file_the_fit_writes(bench, tmp_path):
     """bench --fit writes the tables as JSON; core.quality.input_check reads back exactly what was written."""
-    from core.quality import input_check
+    from core.quality import evidence
 
-    path = bench.write_tables(input_check.WEIGHTS, input_check.MAX_EVIDENCE, input_check.TAILS, tmp_path / "t.json")
-    assert input_check._read_tables(path) == (input_check.WEIGHTS, input_check.MAX_EVIDENCE, input_check.TAILS)
-    assert path.read_text() == input_check.TABLES_FILE.read_text()  # the shipped file is the fit's own output
+    path = bench.write_tables(evidence.WEIGHTS, evidence.MAX_EVIDENCE, evidence.TAILS, tmp_path / "t.json")
+    assert evidence._read_tables(path) == (evidence.WEIGHTS, evidence.MAX_EVIDENCE, evidence.TAILS)
+    assert path.read_text() == evidence.TABLES_FILE.read_text()  # the shipped file is the fit's own output
