@@ -239,11 +239,16 @@ def load_fold(bundle: Path, name: str):
                     patient=None if pool.patient is None else pool.patient[order])
 
 
-def fold_record(prepared, outcome, held_out: str, seconds: float) -> dict:
-    """What crossval.json keeps of one fold: counts, copies removed and every per-scan score."""
+def fold_record(prepared, held_out: str, validation: tuple, held_out_test: tuple, threshold: float, epochs: int,
+                seconds: float) -> dict:
+    """What crossval.json keeps of one fold: counts, copies removed and every per-scan score.
+
+    validation, held_out_test: (int (n,) labels, float (n,) raw probabilities in [0, 1]); threshold: chosen on
+    the validation scans; epochs: how many the fold trained (0 for a model kept as it is).
+    """
     test = (prepared.split == "test") & (prepared.source == held_out)
-    labels, probs = outcome.scores[f"test:{held_out}"]
-    val_labels, val_probs = outcome.scores["validation"]
+    labels, probs = held_out_test
+    val_labels, val_probs = validation
     removal = prepared.report["duplicates"][f"test:{held_out}"]
     attributed = prepared.report.get("pool", {}).get("sources", {}).get(held_out, {}).get("copies_of_earlier_sources")
     return {
@@ -251,11 +256,11 @@ def fold_record(prepared, outcome, held_out: str, seconds: float) -> dict:
         "counts": prepared.report.get("counts"), "test_after_removal": prepared.report["test_after_removal"],
         "copies_removed": {"exact": removal["exact"], "near": removal["near"],
                            "attributed": 0 if attributed is None else attributed["exact"] + attributed["near"]},
-        "threshold": outcome.thresholds["validation"],
+        "threshold": threshold,
         "validation": {"labels": [int(v) for v in val_labels], "probs": [float(v) for v in val_probs]},
         "test": {"labels": [int(v) for v in labels], "probs": [float(v) for v in probs],
                  "paths": [str(p) for p in prepared.path[test]]},
-        "epochs": len(outcome.history), "seconds": round(seconds, 1),
+        "epochs": epochs, "seconds": round(seconds, 1),
     }
 
 
@@ -305,7 +310,8 @@ def _run_fold(name, prepared, settings, args, plan, placement, log) -> dict:
                                log=lambda text: log(f"[{name}] {text}"))
     except Interrupted as stop:
         raise KeyboardInterrupt(str(stop)) from stop
-    record = fold_record(prepared, outcome, name, time.time() - started)
+    record = fold_record(prepared, name, outcome.scores["validation"], outcome.scores[f"test:{name}"],
+                         outcome.thresholds["validation"], len(outcome.history), time.time() - started)
     write_split(fold_dir / "split.csv", prepared)
     report.write_json(fold_dir / "fold.json", record)
     if not args.keep_checkpoints:

@@ -27,14 +27,14 @@ import io
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from train import metrics
 from train.card import versions
-from train.data import cache, folds
+from train.data import cache, dedup, folds
 from train.data.discover import DataError
 from train.options import add_label_arguments, new_parser
 from train.studies import refit_final
@@ -71,6 +71,31 @@ def parser():
     p.add_argument("--workers", type=int, default=1, help="processes for cropping")
     add_label_arguments(p)
     return p
+
+
+@dataclass(frozen=True)
+class RefitSettings:
+    """What the refit's folds and final fit need (from the command line: `RefitSettings.from_args`).
+
+    val_split: validation share of each class, by whole group, in (0, 0.5); balance: "source-class" or "none";
+    lr, epochs, patience: the head's Adam learning rate and early stopping; near_threshold: dHash Hamming bits.
+    """
+
+    out: Path
+    data_root: Path
+    val_split: float = 0.1
+    seed: int = 0
+    near_threshold: int = dedup.NEAR_THRESHOLD
+    balance: str = "source-class"
+    keep_head: bool = False
+    lr: float = 1e-3
+    epochs: int = 40
+    patience: int = 6
+    card_notes: Path | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "RefitSettings":
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
 
 
 def backbone(model):
@@ -150,7 +175,7 @@ def head_of(model):
     return head
 
 
-def fit_head(model, train: tuple, val: tuple, args, log=print):
+def fit_head(model, train: tuple, val: tuple, settings: RefitSettings, log=print):
     """Fit a copy of `model`'s head on (features, labels, weights) `train`, early-stopped on validation AUC.
 
     Returns (head, epochs run). Labels are smoothed as the recipe does (0.01).
@@ -159,16 +184,16 @@ def fit_head(model, train: tuple, val: tuple, args, log=print):
 
     from core.recipe import Optimisation
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(settings.seed)
     head = head_of(model)
-    head.compile(optimizer=keras.optimizers.Adam(args.lr),
+    head.compile(optimizer=keras.optimizers.Adam(settings.lr),
                  loss=keras.losses.BinaryCrossentropy(label_smoothing=Optimisation().label_smoothing),
                  metrics=[keras.metrics.AUC(name="auc")])
-    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience,
                                          restore_best_weights=True)
     features, labels, weights = train
     history = head.fit(features, labels.astype(np.float32), sample_weight=weights, batch_size=64,
-                       epochs=args.epochs, validation_data=(val[0], val[1].astype(np.float32)),
+                       epochs=settings.epochs, validation_data=(val[0], val[1].astype(np.float32)),
                        callbacks=[stop], shuffle=True, verbose=0)
     epochs = len(history.history["loss"])
     log(f"head fitted: {epochs} epochs, best validation AUC {max(history.history['val_auc']):.3f}")
@@ -180,27 +205,25 @@ def predict_head(head, features: np.ndarray) -> np.ndarray:
     return np.asarray(head.predict(features, batch_size=256, verbose=0))[:, 0].astype(np.float32)
 
 
-def run_fold(model, pool, features: np.ndarray, name: str, args, log) -> dict:
+def run_fold(model, pool, features: np.ndarray, name: str, settings: RefitSettings, log) -> dict:
     """One leave-one-source-out fold: its head fitted on the other sources; returns its crossval record."""
     started = time.time()
-    prepared = folds.make_fold(pool, name, cap=None, test_cap=None, val_split=args.val_split, seed=args.seed,
-                               near_threshold=args.near_threshold)
+    prepared = folds.make_fold(pool, name, cap=None, test_cap=None, val_split=settings.val_split, seed=settings.seed,
+                               near_threshold=settings.near_threshold)
     where = {str(sample.path): i for i, sample in enumerate(pool.samples)}
     index = np.array([where[path] for path in prepared.path])
     split = {part: prepared.split == part for part in ("train", "val", "test")}
     train = (features[index[split["train"]]], prepared.labels[split["train"]],
-             balance_weights(prepared.source[split["train"]], prepared.labels[split["train"]], args.balance))
+             balance_weights(prepared.source[split["train"]], prepared.labels[split["train"]], settings.balance))
     val = (features[index[split["val"]]], prepared.labels[split["val"]])
-    if args.keep_head:
+    if settings.keep_head:
         head, epochs = head_of(model), 0
     else:
-        head, epochs = fit_head(model, train, val, args, log=lambda text: log(f"[{name}] {text}"))
+        head, epochs = fit_head(model, train, val, settings, log=lambda text: log(f"[{name}] {text}"))
     val_probs = predict_head(head, val[0])
-    outcome = SimpleNamespace(
-        scores={"validation": (val[1], val_probs),
-                f"test:{name}": (prepared.labels[split["test"]], predict_head(head, features[index[split["test"]]]))},
-        thresholds={"validation": metrics.choose_threshold(val[1], val_probs)}, history=[None] * epochs)
-    return fold_record(prepared, outcome, name, time.time() - started)
+    test = (prepared.labels[split["test"]], predict_head(head, features[index[split["test"]]]))
+    return fold_record(prepared, name, (val[1], val_probs), test, metrics.choose_threshold(val[1], val_probs),
+                       epochs, time.time() - started)
 
 
 def with_head(model, head):
@@ -245,25 +268,25 @@ def loso_entry(out_dir: Path) -> dict:
                       "rows are independent"}
 
 
-def fit_final(model, start_card, pool, features: np.ndarray, args, log):
+def fit_final(model, start_card, pool, features: np.ndarray, settings: RefitSettings, log):
     """The start model with its head fitted on every source; returns (keras model, card dict, scores.json).
 
     Split by train.studies.refit_final.three_way_split; the card's numbers come from
     train.studies.refit_final.card_numbers.
     """
-    split = refit_final.three_way_split(pool.groups, pool.labels, args.val_split, args.seed)
+    split = refit_final.three_way_split(pool.groups, pool.labels, settings.val_split, settings.seed)
     parts = {part: split == part for part in ("train", "val", "test")}
     train = (features[parts["train"]], pool.labels[parts["train"]],
-             balance_weights(pool.sources[parts["train"]], pool.labels[parts["train"]], args.balance))
-    head, epochs = fit_head(model, train, (features[parts["val"]], pool.labels[parts["val"]]), args,
+             balance_weights(pool.sources[parts["train"]], pool.labels[parts["train"]], settings.balance))
+    head, epochs = fit_head(model, train, (features[parts["val"]], pool.labels[parts["val"]]), settings,
                             log=lambda text: log(f"[final] {text}"))
     probs = {part: predict_head(head, features[parts[part]]) for part in ("val", "test")}
-    scores = refit_final.scores_payload(pool, split, probs, args.data_root)
-    numbers = refit_final.card_numbers(scores, seed=args.seed)
+    scores = refit_final.scores_payload(pool, split, probs, settings.data_root)
+    numbers = refit_final.card_numbers(scores, seed=settings.seed)
     if numbers["calibration"]["slope"] <= 0:
         raise DataError(f"The refit head ranks the validation scans backwards (Platt slope "
                         f"{numbers['calibration']['slope']:.3f}), so no monotone calibration exists and no model "
-                        f"was written; the leave-one-source-out table in {args.out} stands. Check the sources' "
+                        f"was written; the leave-one-source-out table in {settings.out} stands. Check the sources' "
                         "labels, or refit with more --epochs.")
     card = {
         # the start model's own results describe its head, not this one
@@ -271,21 +294,21 @@ def fit_final(model, start_card, pool, features: np.ndarray, args, log):
                                                                       "test_including_training_copies",
                                                                       "explanations")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "command": " ".join(["brain-mri refit"] + sys.argv[1:]), "seed": args.seed,
+        "command": " ".join(["brain-mri refit"] + sys.argv[1:]), "seed": settings.seed,
         "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "
                           f"{start_card.initialisation}); head refit on every source from that model's head",
         "threshold": numbers["threshold"], "threshold_method": "Youden's J on the validation split",
         "data": {"counts_after_deduplication": {part: _counts(pool, parts[part]) for part in parts},
-                 "validation": f"{args.val_split:.0%} of each class for validation and as much "
+                 "validation": f"{settings.val_split:.0%} of each class for validation and as much "
                                "again for test, by whole group (copies; LGG patients); scores.json",
                  "sources": pool.report["sources"],
-                 "near_duplicate_rule": f"dHash 256-bit Hamming <= {args.near_threshold}"},
+                 "near_duplicate_rule": f"dHash 256-bit Hamming <= {settings.near_threshold}"},
         "metrics": numbers["metrics"], "calibration": numbers["calibration"], "external_test": {},
-        "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": args.balance,
-                       "lr": args.lr, "features": "GlobalMaxPooling2D output of the start model (2048)",
+        "head_refit": {"start_model": start_card.model_id, "epochs": epochs, "balance": settings.balance,
+                       "lr": settings.lr, "features": "GlobalMaxPooling2D output of the start model (2048)",
                        "versions": versions()},
-        "leave_one_source_out": loso_entry(args.out),
-        **read_card_notes(args.card_notes),
+        "leave_one_source_out": loso_entry(settings.out),
+        **read_card_notes(settings.card_notes),
     }
     return with_head(model, head), card, scores
 
@@ -308,6 +331,7 @@ def run(args, log=print) -> dict:
     """The table (and the final model unless --no-final); returns crossval.json's payload."""
     from core.model.classifier import load_classifier
 
+    settings = RefitSettings.from_args(args)
     classifier = load_classifier(args.model)
     size = classifier.input_size
     sources = folds.resolve_sources(args.data_root, folds.parse_sources(args.source))
@@ -328,11 +352,11 @@ def run(args, log=print) -> dict:
                "settings": {k: getattr(args, k) for k in ("epochs", "patience", "lr", "balance", "seed", "keep_head")},
                "start_model": classifier.model_id, "folds": []}
     for name in names:
-        payload["folds"].append(run_fold(classifier.model, pool, features, name, args, log))
+        payload["folds"].append(run_fold(classifier.model, pool, features, name, settings, log))
         write_table(args.out, payload)
     if not (args.no_final or args.keep_head):
         read_card_notes(args.card_notes)  # a bad notes file fails before the fit, not after
-        model, card, scores = fit_final(classifier.model, classifier.card, pool, features, args, log)
+        model, card, scores = fit_final(classifier.model, classifier.card, pool, features, settings, log)
         log(f"Wrote the refit model to {write_final(model, card, scores, args.out)}.")
     return payload
 
