@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 import app_support
 from core.io import ScanError, read_scan
 from core.model.classifier import load_classifier
+from core.predict import analysis
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
@@ -156,7 +157,7 @@ def test_unexpected_failure_gives_a_friendly_message(model_env, jpeg_bytes, monk
     def broken(data, size, *, name=None):
         raise RuntimeError("internal detail /srv/secret")
 
-    monkeypatch.setattr(app_support, "prepare_scan", broken)
+    monkeypatch.setattr(analysis, "prepare_scan", broken)  # core.predict.analysis: the app's one path
     at = _upload(_app(), [("odd.jpg", jpeg_bytes)])
     _assert_clean(at)
     assert at.error[0].value.startswith("odd.jpg: this file could not be analysed.")
