@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core.predict.series
+import core.predict.series.analysis
+import core.predict.series.archive
 from core.io import ScanError
 from core.predict.batch import Row
 from core.predict.series import (
@@ -211,10 +212,9 @@ def test_zip_upload_refusals(archive, limits, message):
 
 
 def test_zip_of_very_many_entries_is_refused_before_it_is_parsed(monkeypatch):
-    import core.predict.series
-
     archive = _zip({f"f{i}.dcm": b"" for i in range(5000)})
-    monkeypatch.setattr(core.predict.series.zipfile, "ZipFile", lambda *a, **k: pytest.fail("archive was parsed"))
+    monkeypatch.setattr(core.predict.series.archive.zipfile, "ZipFile",
+                        lambda *a, **k: pytest.fail("archive was parsed"))
     with pytest.raises(ScanError, match="holds 5000 files; the limit is 1000"):
         expand_upload("many.zip", archive, max_files=1000)
 
@@ -311,10 +311,10 @@ def test_series_rows_with_assessment_input_check_and_another_row_type(upload, ti
         return "not a brain MR slice" if scan is checked.get(refused) else ""
 
     checked = {}
-    original = core.predict.series.prepare_scan
+    original = core.predict.series.analysis.prepare_scan
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(core.predict.series, "prepare_scan", lambda data, size, name: checked.setdefault(name, original(
-            data, size, name=name)))
+        patch.setattr(core.predict.series.analysis, "prepare_scan",
+                      lambda data, size, name: checked.setdefault(name, original(data, size, name=name)))
         rows = list(series_rows(tiny_classifier, files, row_type=Row, assess=assess, check=check))
         old = list(series_rows(tiny_classifier, files, row_type=OldRow, assess=assess, check=check))
     by_path = {row.path: row for row in rows}
