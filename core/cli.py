@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "slice order, then a summary row per series")
     predict.add_argument("--pdf", metavar="FILE",
                          help=f"also write a PDF report, one page per scan (at most {MAX_PDF_SCANS} scans)")
-    from core.explain.metrics import evaluation as explain_eval
+    from core.explain.metrics import command as explain_eval
 
     explain_eval.add_arguments(commands.add_parser(
         "explain-eval", help="measure the explanation maps against LGG tumour outlines",
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "explain-eval":
-        from core.explain.metrics import evaluation as explain_eval
+        from core.explain.metrics import command as explain_eval
 
         return explain_eval.run(args)
     try:

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from core.explain import METHODS
-from core.explain.metrics import evaluation as explain_eval
+from core.explain.metrics import command, evaluation
+from core.explain.metrics import report as outputs
 from tests.support.paths import SHARED_DATA
 
 DATA = SHARED_DATA
@@ -30,7 +31,7 @@ LGG, MASKS = DATA / "lgg", DATA / "lgg-masks"
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core")
     commands = parser.add_subparsers(dest="command", required=True)
-    explain_eval.add_arguments(commands.add_parser("explain-eval"))
+    command.add_arguments(commands.add_parser("explain-eval"))
     return parser.parse_args(["explain-eval", *argv])
 
 
@@ -65,11 +66,11 @@ def test_command_writes_json_csv_and_png(model_dir, lgg, tmp_path):
     args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model_dir), "--limit", "4",
                  "--slow-limit", "2", "--sanity-scans", "2", "--curve-scans", "1", "--bootstrap", "100",
                  "--examples", "2", "--draws", "1", "--out", str(out))
-    assert explain_eval.run(args) == 0
-    report = json.loads((out / explain_eval.JSON_FILE).read_text())
+    assert command.run(args) == 0
+    report = json.loads((out / outputs.JSON_FILE).read_text())
     assert set(report["methods"]) == set(METHODS)
     for method, summary in report["methods"].items():
-        expected = 2 if method in explain_eval.SLOW_METHODS else 4
+        expected = 2 if method in evaluation.SLOW_METHODS else 4
         assert summary["slices"] == expected and summary["patients"] == expected  # one slice per patient first
         for key in ("pointing_15px", "pointing_strict", "energy_inside"):
             value, (low, high) = summary[key]["value"], summary[key]["ci95"]
@@ -85,14 +86,14 @@ def test_command_writes_json_csv_and_png(model_dir, lgg, tmp_path):
     assert stages[0]["randomised_layers"] == ["logit"]
     assert all(stage["spearman"]["gradcam"]["slices"] == 2 for stage in stages)
     assert len(report["deletion_curves"]["mean_probability"]["random"]) == 5
-    with (out / explain_eval.CSV_FILE).open(newline="") as handle:
+    with (out / outputs.CSV_FILE).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["method"] for row in rows] == list(report["methods"])
     first = report["methods"][rows[0]["method"]]
     assert float(rows[0]["pointing_15px"]) == pytest.approx(first["pointing_15px"]["value"], abs=1e-4)
     from PIL import Image
 
-    with Image.open(out / explain_eval.FIGURE_FILE) as figure:
+    with Image.open(out / outputs.FIGURE_FILE) as figure:
         assert figure.format == "PNG" and figure.width > 500
     assert not list(out.glob(".*tmp*"))  # atomic writes leave nothing behind
 
@@ -107,10 +108,10 @@ def test_write_card_stores_the_table_in_the_models_card(model_dir, lgg, tmp_path
     args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model), "--limit", "2",
                  "--methods", "gradcam", "hirescam", "--sanity-scans", "1", "--curve-scans", "0", "--bootstrap",
                  "50", "--examples", "1", "--draws", "1", "--out", str(tmp_path / "eval"), "--write-card")
-    assert explain_eval.run(args) == 0
+    assert command.run(args) == 0
     entry = read_card(model).extra["explanations"]
-    report = json.loads((tmp_path / "eval" / explain_eval.JSON_FILE).read_text())
-    assert entry["table"] == explain_eval.markdown_table(report) and entry["table"] in capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / outputs.JSON_FILE).read_text())
+    assert entry["table"] == outputs.markdown_table(report) and entry["table"] in capsys.readouterr().out
     assert list(entry["methods"]) == ["gradcam", "hirescam"] and entry["data"] == lgg[0].name
     assert entry["methods"]["gradcam"]["pointing_15px"] == report["methods"]["gradcam"]["pointing_15px"]
     assert "--write-card" not in json.dumps(entry["settings"]) and entry["settings"]["limit"] == 2
@@ -121,18 +122,18 @@ def test_methods_option_limits_the_work(model_dir, lgg, tmp_path):
     args = parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(model_dir), "--limit", "3",
                  "--methods", "occlusion", "--slow-limit", "1", "--sanity-scans", "0", "--curve-scans", "0",
                  "--bootstrap", "50", "--out", str(tmp_path))
-    assert explain_eval.run(args) == 0
-    report = json.loads((tmp_path / explain_eval.JSON_FILE).read_text())
+    assert command.run(args) == 0
+    report = json.loads((tmp_path / outputs.JSON_FILE).read_text())
     assert list(report["methods"]) == ["occlusion"] and report["methods"]["occlusion"]["slices"] == 1
     assert report["slices"]["evaluated"] == 1  # slices no chosen method covers are not read
     assert report["deletion_curves"]["slices"] == 0 and report["randomisation"]["stages"] == []
 
 
 def test_bad_data_and_model_give_exit_codes(model_dir, lgg, tmp_path, capsys):
-    assert explain_eval.run(parse("--data", str(tmp_path), "--out", str(tmp_path / "o"))) == 2
+    assert command.run(parse("--data", str(tmp_path), "--out", str(tmp_path / "o"))) == 2
     assert "manifest.csv" in capsys.readouterr().err
-    assert explain_eval.run(parse("--data", str(lgg[0]), "--masks", str(tmp_path / "none"))) == 2
-    assert explain_eval.run(parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(tmp_path))) == 1
+    assert command.run(parse("--data", str(lgg[0]), "--masks", str(tmp_path / "none"))) == 2
+    assert command.run(parse("--data", str(lgg[0]), "--masks", str(lgg[1]), "--model", str(tmp_path))) == 1
     with pytest.raises(SystemExit):
         parse("--methods", "no-such-method")
     with pytest.raises(SystemExit):
@@ -141,13 +142,13 @@ def test_bad_data_and_model_give_exit_codes(model_dir, lgg, tmp_path, capsys):
 
 def test_stratified_order_spreads_over_patients():
     sizes = {"a": (50, 400, 30), "b": (20,), "c": (300, 10)}  # outline areas per slice
-    cases = [explain_eval.Case(Path(f"{p}{i}.png"), Path("m.png"), p, area) for p, areas in sizes.items()
+    cases = [evaluation.Case(Path(f"{p}{i}.png"), Path("m.png"), p, area) for p, areas in sizes.items()
              for i, area in enumerate(areas)]
-    order = explain_eval.stratified_order(cases, seed=1)
+    order = evaluation.stratified_order(cases, seed=1)
     assert sorted(order) == list(range(6))
     assert {cases[i].patient for i in order[:3]} == {"a", "b", "c"}
     assert {cases[i].patient for i in order[3:5]} == {"a", "c"}
-    examples = explain_eval.pick_examples(cases, order, 2)  # the largest outlines, one per patient
+    examples = evaluation.pick_examples(cases, order, 2)  # the largest outlines, one per patient
     assert [(cases[i].patient, cases[i].mask_area) for i in examples] == [("a", 400), ("c", 300)]
 
 
@@ -157,4 +158,4 @@ def test_outline_of_another_size_is_refused(lgg, tmp_path):
     path = tmp_path / "mask.png"
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(path)
     with pytest.raises(ValueError, match=r"\(10, 12\); its slice is \(256, 256\)"):
-        explain_eval.read_mask(path, (256, 256))
+        evaluation.read_mask(path, (256, 256))
