@@ -113,29 +113,40 @@ def test_card_numbers_recompute_from_the_committed_scores_and_table(shipped):
 
 @pytest.mark.slow
 def test_card_counts_and_scores_reproduce_from_the_data(shipped, shared_data, tmp_path):
-    """From the data alone: each source's copies and kept counts, the three-way split, and the raw
-    probabilities scores.json holds (a seeded sample of test scans, scored again by the shipped model)."""
+    """From the data alone: the kept counts, the three-way split, and the raw probabilities the committed
+    scores hold (a seeded sample of test scans, scored again by the shipped model)."""
     from train.data import cache, folds
     from train.scoring import predict_crops
     from train.studies.refit_final import three_way_split
 
     card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
-    pool = folds.build_pool(folds.resolve_sources(shared_data), shipped.input_size, cache_dir=tmp_path,
-                            workers=2, log=lambda text: None)
-    assert pool.report["sources"] == card["data"]["sources"]
+    fine_tuned = "fine_tuning" in card
+    sources = folds.resolve_sources(shared_data, defaults=folds.ALL_SEQUENCES if fine_tuned else folds.DEFAULT_SOURCES)
+    pool = folds.build_pool(sources, shipped.input_size, cache_dir=tmp_path, workers=2, log=lambda text: None)
     split = three_way_split(pool.groups, pool.labels, 0.1, seed=card["seed"])
-    for part, counts in card["data"]["counts_after_deduplication"].items():
-        for source, n in counts.items():
-            chosen = (split == part) & (pool.sources == source)
-            assert n == {"tumour": int(pool.labels[chosen].sum()), "no_tumour": int((pool.labels[chosen] == 0).sum())}
-    test = json.loads((RUN_DIR / SCORES_FILE).read_text())["test"]
     in_test = [Path(sample.path).resolve().relative_to(shared_data).as_posix()
                for sample, part in zip(pool.samples, split) if part == "test"]
-    assert in_test == test["paths"]  # the same scans, in the same order
-    pick = np.random.default_rng(0).choice(len(test["paths"]), 24, replace=False)
-    entries = cache.crop_all([shared_data / test["paths"][i] for i in pick], shipped.input_size, cache_dir=tmp_path)
-    probs = predict_crops(shipped.predict_inputs, np.stack([entry.crop for entry in entries]))
-    assert probs == pytest.approx([test["probs"][i] for i in pick], abs=1e-4)
+    if fine_tuned:
+        from train.studies.finetune_card import SHIPPED_VARIANT
+
+        payload = json.loads((FINETUNE_RUN_DIR / SCORES_FILE).read_text())
+        assert card["data"]["counts"]["train"] == int((split == "train").sum())
+        assert card["data"]["counts"]["test"] == int((split == "test").sum())
+        paths, probs = payload["scans"]["test"], payload["variants"][SHIPPED_VARIANT]["test"]
+    else:
+        assert pool.report["sources"] == card["data"]["sources"]
+        for part, counts in card["data"]["counts_after_deduplication"].items():
+            for source, n in counts.items():
+                chosen = (split == part) & (pool.sources == source)
+                assert n == {"tumour": int(pool.labels[chosen].sum()),
+                             "no_tumour": int((pool.labels[chosen] == 0).sum())}
+        test = json.loads((RUN_DIR / SCORES_FILE).read_text())["test"]
+        paths, probs = test["paths"], test["probs"]
+    assert in_test == paths  # the same scans, in the same order
+    pick = np.random.default_rng(0).choice(len(paths), 24, replace=False)
+    entries = cache.crop_all([shared_data / paths[i] for i in pick], shipped.input_size, cache_dir=tmp_path)
+    again = predict_crops(shipped.predict_inputs, np.stack([entry.crop for entry in entries]))
+    assert again == pytest.approx([probs[i] for i in pick], abs=1e-4)
 
 
 def _f(value) -> str:
