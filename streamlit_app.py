@@ -4,7 +4,9 @@ Run: ``streamlit run streamlit_app.py`` (model from ``models/brain-mri-resnet50/
 or the directory named by the ``BRAIN_MRI_MODEL_DIR`` environment variable).
 
 A thin layer over `core` (via `app_support`): uploads stay in memory, results
-are cached per browser session only, the model once per server process.
+are cached per browser session only, the model once per server process. About 440 lines because it is only
+page layout (single scans, series, results table, downloads), each section a short function; what the page
+shows is computed in `app_support` and `core`.
 """
 
 from __future__ import annotations
