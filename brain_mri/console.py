@@ -13,6 +13,7 @@
     brain-mri recard ...                = python -m train recard (a refit card's numbers from its scores)
     brain-mri finetune ...              = python -m train finetune (resumable backbone fine-tuning)
     brain-mri finetune-card ...         = python -m train finetune-card (a finished run as a model directory)
+    brain-mri finetune-compare ...      = python -m train finetune-compare (a run against another model)
     brain-mri type-head ...             = python -m train type-head (glioma / meningioma / pituitary head)
 
 `python -m train COMMAND` is the same tree for the trainer's commands (without a command it trains:
@@ -41,6 +42,7 @@ COMMANDS = {
     "finetune": ("train.studies.finetune", "main"),
     "recard": ("train.studies.recard", "main"),
     "finetune-card": ("train.studies.finetune_card", "main"),
+    "finetune-compare": ("train.studies.finetune_compare", "main"),
     "type-head": ("train.studies.type_head", "main"),
 }
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import platform
-import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from core.model.card import ModelCard, read_card, write_card
+from train.options import command_line
 from train.settings import RunSettings
 
 INTENDED_USE = (
@@ -73,7 +73,7 @@ def build_card(name: str, settings: RunSettings, data_report: dict, threshold: f
                                    f"{'' if settings.normalise == 'none' else 'normalise_brain -> '}"
                                    "ResNet50 caffe normalisation"},
         "initialisation": _initialisation(settings),
-        "command": command or " ".join(["python -m train"] + sys.argv[1:]),
+        "command": command or command_line("train", prog="python -m train"),
         "seed": settings.seed,
         "recipe": settings.recipe(),
         "data_options": settings.data,

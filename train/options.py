@@ -7,6 +7,7 @@ that owns the setting, so the help text and the code never disagree.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.recipe import AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, STAGES
@@ -122,3 +123,12 @@ def add_generalisation_arguments(parser: argparse.ArgumentParser) -> None:
                      help="resnet50 (the recipe) or small: a five-layer CNN with ResNet50's stage names that "
                           "trains in seconds on a CPU, for smoke tests of the pipeline, never for results "
                           "(needs --weights none)")
+
+
+def command_line(command: str, prog: str | None = None) -> str:
+    """How this process was invoked, as one command to record: `prog` (default 'brain-mri COMMAND') and the
+    arguments, the same whether it came through `brain-mri COMMAND`, `python -m train COMMAND` or the module."""
+    arguments = sys.argv[1:]
+    if arguments[:1] == [command]:
+        arguments = arguments[1:]
+    return " ".join([prog or f"brain-mri {command}", *arguments])

@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
     assert console.main([]) == 2
     text = capsys.readouterr().out
     for command in ("app", "predict", "explain-eval", "train", "evaluate", "prepare", "shards", "crossval",
-                    "calibrate", "refit", "recard", "finetune", "finetune-card", "type-head"):
+                    "calibrate", "refit", "recard", "finetune", "finetune-card", "finetune-compare", "type-head"):
         assert f"brain-mri {command}" in text
 
 
@@ -35,6 +35,7 @@ def test_unknown_command_is_a_usage_error(capsys):
                                            ("recard", "brain-mri recard"),
                                            ("finetune", "brain-mri finetune"),
                                            ("finetune-card", "brain-mri finetune-card"),
+                                           ("finetune-compare", "brain-mri finetune-compare"),
                                            ("type-head", "brain-mri type-head")])
 def test_each_command_reaches_its_tool(command, prog, capsys):
     with pytest.raises(SystemExit) as stopped:

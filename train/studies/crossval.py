@@ -31,7 +31,13 @@ from core.recipe import STAGES, Optimisation
 from train import report
 from train.data import folds
 from train.data.discover import DataError
-from train.options import add_augmentation_arguments, add_generalisation_arguments, add_label_arguments, new_parser
+from train.options import (
+    add_augmentation_arguments,
+    add_generalisation_arguments,
+    add_label_arguments,
+    command_line,
+    new_parser,
+)
 from train.settings import RunSettings, augmentation_of, generalisation_of, picked
 from train.studies.crossval_table import write_table
 
@@ -306,7 +312,7 @@ def _run_fold(name, prepared, settings, args, plan, placement, log) -> dict:
         outcome = fit_prepared(prepared, fold_settings, fold_dir, placement,
                                resume=(fold_dir / "checkpoint" / "state.json").is_file(), workers=args.workers,
                                checkpoint_every=plan["checkpoint_every"], save_model=args.keep_models,
-                               command=" ".join(["brain-mri crossval"] + sys.argv[1:]),
+                               command=command_line("crossval"),
                                log=lambda text: log(f"[{name}] {text}"))
     except Interrupted as stop:
         raise KeyboardInterrupt(str(stop)) from stop
@@ -342,7 +348,7 @@ def run(args, plan: dict, settings: RunSettings, log=print) -> dict:
             raise DataError(f"--resume needs the interrupted run's settings; these differ: {', '.join(changed)}.")
     else:
         report.write_json(saved, {"settings": settings.to_dict(), "plan": plan, "held_out": names})
-    command = " ".join(["brain-mri crossval"] + sys.argv[1:])
+    command = command_line("crossval")
     payload = {"title": describe(settings, args.profile), "command": command, "seed": settings.seed,
                "plan": plan, "settings": settings.to_dict(), "folds": []}
     for name in names:

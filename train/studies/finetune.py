@@ -39,7 +39,7 @@ import numpy as np
 from train.data import folds
 from train.data.discover import DataError
 from train.data.folds import folder_of
-from train.options import add_label_arguments, new_parser
+from train.options import add_label_arguments, command_line, new_parser
 from train.studies.finetune_loop import FineTuner, LoopSettings, fresh_head
 
 #: Images per "pass" in the issue's budgets (120 batches of 32).
@@ -176,7 +176,7 @@ def run(args, log=print) -> dict | None:
     from train.studies.finetune_eval import evaluate_variants, write_results
 
     results, scores = evaluate_variants(tuner, pool, split, args, log=log)
-    results.update({"command": " ".join(["brain-mri finetune"] + sys.argv[1:]), "start_model":
+    results.update({"command": command_line("finetune"), "start_model":
                     classifier.model_id, "settings": {**vars(settings), "intensity_maps": args.intensity_maps,
                                                       "gin": args.gin, "held_out": args.held_out},
                     "images_seen": settings.total_steps * settings.batch_size,

@@ -36,7 +36,7 @@ from train import metrics
 from train.card import versions
 from train.data import cache, dedup, folds
 from train.data.discover import DataError
-from train.options import add_label_arguments, new_parser
+from train.options import add_label_arguments, command_line, new_parser
 from train.studies import refit_final
 from train.studies.crossval import fold_record
 from train.studies.crossval_table import write_table
@@ -294,7 +294,7 @@ def fit_final(model, start_card, pool, features: np.ndarray, settings: RefitSett
                                                                       "test_including_training_copies",
                                                                       "explanations")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "command": " ".join(["brain-mri refit"] + sys.argv[1:]), "seed": settings.seed,
+        "command": command_line("refit"), "seed": settings.seed,
         "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "
                           f"{start_card.initialisation}); head refit on every source from that model's head",
         "threshold": numbers["threshold"], "threshold_method": "Youden's J on the validation split",
@@ -347,7 +347,7 @@ def run(args, log=print) -> dict:
     title = (f"{classifier.model_id} as it is (its own head)" if args.keep_head else
              f"head refit on {classifier.model_id}'s frozen backbone (balance {args.balance})")
     payload = {"title": f"{title}; the backbone is shared by every fold",
-               "command": " ".join(["brain-mri refit"] + sys.argv[1:]), "seed": args.seed,
+               "command": command_line("refit"), "seed": args.seed,
                "plan": {"image_size": size, "cap": None, "test_cap": None, "val_split": args.val_split},
                "settings": {k: getattr(args, k) for k in ("epochs", "patience", "lr", "balance", "seed", "keep_head")},
                "start_model": classifier.model_id, "folds": []}

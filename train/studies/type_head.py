@@ -29,7 +29,7 @@ import numpy as np
 from core.model.tumour_type import CARD_ENTRY, TYPES, softmax
 from train.data import folds
 from train.data.discover import DataError
-from train.options import new_parser
+from train.options import command_line, new_parser
 from train.studies.type_fit import MAX_EPOCHS
 
 HEAD_FILE = "type_head.keras"
@@ -163,7 +163,7 @@ def run(args, log=print) -> dict:
         f"{t} {int((typed.types == i).sum())}" for i, t in enumerate(TYPES)) + ".")
     heads, scores = study(typed, args.seed, args.epochs, log)
     heads["shipped"]["backbone_sha256"] = backbone_sha(classifier.model)
-    command = " ".join(["brain-mri type-head"] + sys.argv[1:])
+    command = command_line("type-head")
     scores = _relative(scores, args.data_root, read_planes(args.planes))
     tables = write(classifier.directory, heads, scores, command)
     log(markdown(tables, scores["heads"]))

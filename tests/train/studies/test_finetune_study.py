@@ -25,3 +25,15 @@ def test_results_recompute_from_the_scores_and_the_page_quotes_them(run):
     page = (DOCS / "finetune_study.md").read_text()
     for line in finetune_eval.to_markdown(results).splitlines()[2:]:
         assert line in page, f"docs/finetune_study.md does not quote {run.name}'s row: {line}"
+
+
+@pytest.mark.parametrize("run", [r for r in RUNS if (r / "compare.md").is_file()],
+                         ids=[r.name for r in RUNS if (r / "compare.md").is_file()])
+def test_a_committed_comparison_is_its_json_as_a_table_and_the_page_quotes_it(run):
+    from train.studies import finetune_compare
+
+    result = json.loads((run / finetune_compare.COMPARE_FILE).read_text())
+    assert (run / "compare.md").read_text() == finetune_compare.to_markdown(result)
+    page = (DOCS / "finetune_study.md").read_text()
+    missing = [line for line in finetune_compare.to_markdown(result).splitlines() if line not in page]
+    assert not missing, f"docs/finetune_study.md does not quote {run.name}'s comparison: {missing}"

@@ -1,0 +1,107 @@
+"""`brain-mri finetune-compare`: a fine-tuning run against another model on exactly the run's test slices.
+
+    brain-mri finetune-compare --run RUN_DIR [--model DIR] [--data-root DIR] [--out DIR]
+
+Scores the other model (default: the shipped one) on the test split the run scored (scores.json), and writes
+compare.json and compare.md (into --out, default the run folder): per data folder and over all slices, the AUC
+with its bootstrap interval of the run's shipped variant (the averaged weights, BatchNorm as trained) and of the
+other model. A model that trained on some of those slices (a head refit on the same sources, split differently)
+has an advantage there; the table says what each was scored on, not what each would do on a source it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.io.atomic import write_atomic
+from train import metrics
+from train.data import cache, folds
+from train.data.discover import DataError
+from train.options import new_parser
+from train.studies.finetune_card import SHIPPED_VARIANT
+from train.studies.finetune_eval import SCORES_FILE
+
+COMPARE_FILE = "compare.json"
+ALL = "all test slices"
+
+
+def parser():
+    p = new_parser("brain-mri finetune-compare", __doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished fine-tuning run")
+    p.add_argument("--model", type=Path, help="the model to compare with (default: the shipped model)")
+    p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT, help="the data root the run's paths are under")
+    p.add_argument("--out", type=Path, help="folder for compare.json and compare.md (default: the run folder)")
+    p.add_argument("--workers", type=int, default=1, help="processes for cropping")
+    return p
+
+
+def comparison(labels: np.ndarray, folders: np.ndarray, scores: dict[str, np.ndarray]) -> dict:
+    """{folder or ALL: {name: AUC block (train.metrics.auc_with_interval) or None for one class}, "n": count}.
+
+    labels: int (n,) in {0, 1}; folders: str (n,); scores: {model name: float (n,) raw probabilities in [0, 1]}.
+    """
+    table = {}
+    for folder in [*sorted(set(folders.tolist())), ALL]:
+        chosen = np.ones(len(labels), bool) if folder == ALL else folders == folder
+        both = len(set(labels[chosen].tolist())) == 2
+        table[folder] = {"n": int(chosen.sum()), "tumour": int(labels[chosen].sum()),
+                         **{name: metrics.auc_with_interval(labels[chosen], probs[chosen]) if both else None
+                            for name, probs in scores.items()}}
+    return table
+
+
+def to_markdown(result: dict) -> str:
+    """The comparison as a table: one row per folder, AUC [95% CI] of each model."""
+    names = result["models"]
+    lines = ["| test slices | n (tumour) | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for folder, row in result["table"].items():
+        cells = []
+        for name in names:
+            block = row[name]
+            cells.append("-" if block is None else
+                         f"{block['auc']:.3f} [{block['auc_ci95'][0]:.3f}, {block['auc_ci95'][1]:.3f}]")
+        lines.append(f"| {folder} | {row['n']} ({row['tumour']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    from core.model.classifier import load_classifier
+    from train.scoring import predict_crops
+
+    args = parser().parse_args(argv)
+    out = args.out or args.run
+    try:
+        if not (args.run / SCORES_FILE).is_file():
+            raise DataError(f"{args.run / SCORES_FILE} does not exist: give a finished fine-tuning run.")
+        payload = json.loads((args.run / SCORES_FILE).read_text())
+        classifier = load_classifier(args.model)
+        paths = payload["scans"]["test"]
+        entries = cache.crop_all([args.data_root / path for path in paths], classifier.input_size,
+                                 workers=args.workers)
+        broken = [path for path, entry in zip(paths, entries) if entry.error is not None]
+        if broken:
+            raise DataError(f"{len(broken)} test scans could not be read under {args.data_root} (first: "
+                            f"{broken[0]}); give the --data-root the run used.")
+        other = predict_crops(classifier.predict_inputs, np.stack([entry.crop for entry in entries]))
+    except (DataError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    start = json.loads((args.run / "results.json").read_text()).get("start_model", "start model")
+    names = [f"fine-tuned ({SHIPPED_VARIANT})", classifier.model_id]
+    scores = {names[0]: np.asarray(payload["variants"][SHIPPED_VARIANT]["test"], float), names[1]: other}
+    folders = np.array([folds.folder_of(f"x/{path}") for path in paths])
+    result = {"run": args.run.name, "start_model": start, "models": names,
+              "table": comparison(np.asarray(payload["labels"]["test"], int), folders, scores)}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / COMPARE_FILE, json.dumps(result, indent=1) + "\n")
+    write_atomic(out / "compare.md", to_markdown(result))
+    print(to_markdown(result), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
