@@ -26,15 +26,9 @@ Method, in order (the first that rejects gives the reason):
    module; validated by holding out whole categories of non-MRI images (the held-out category is
    rejected as often as when it is in the fit).
 
-Features (:mod:`core.quality.features`) are measured on the grey image shrunk to at most 256 px and stretched to its own
-0.5-99.5 percentiles, so a dim but real slice (top of the head) is judged by its shape, not its
-brightness. The head is the largest region above a triangle threshold (MR background is the
-dominant dark histogram peak), holes filled. Measured: its surround (dark edges and corners,
-background level, contrast to the outside, other objects), shape (size, fill of its box, solidity,
-fit to an ellipse, aspect, thickness, offset), inside (edge density, noise vs smoothness, flat
-fills, unused grey levels, spread and level of the core, bright fraction, bone-ring profile) and
-the crop from :func:`core.crop_brain`. Slices whose raw contrast is below 20 grey levels (where
-the crop gives up) are judged the same way, and called nearly blank when rejected.
+The features (:mod:`core.quality.features`) describe the head found in the image: its surround, shape and
+inside, and the brain crop. Slices whose raw contrast is below 20 grey levels (where the crop gives up) are
+judged the same way, and called nearly blank when rejected.
 """
 
 from __future__ import annotations
