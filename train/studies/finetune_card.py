@@ -2,7 +2,7 @@
 
     brain-mri finetune-card --run RUN_DIR --out MODEL_DIR [--model START_DIR] [--fold RESULTS_JSON ...]
 
-The run (`brain-mri finetune --held-out none`) left finetune.keras (the averaged weights, BatchNorm as
+The run (`brain-mri finetune --held-out none`) left finetuned.keras (the averaged weights, BatchNorm as
 trained) and scores.json (raw probabilities of its validation and test splits, per variant). This writes
 MODEL_DIR/model.keras (those weights) and MODEL_DIR/model_card.json: the start model's card without the entries
 that describe other weights (its threshold, numbers, calibration, explanation evaluation, tumour-type head,
