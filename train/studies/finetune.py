@@ -32,11 +32,12 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from train.data import folds
+from train.data import dedup, folds
 from train.data.discover import DataError
 from train.data.folds import folder_of
 from train.options import add_label_arguments, command_line, new_parser
@@ -106,37 +107,55 @@ def capped(indices: np.ndarray, keys: np.ndarray, cap: int | None, seed: int) ->
     return np.sort(np.concatenate([c if len(c) <= cap else rng.choice(c, cap, replace=False) for c in chosen]))
 
 
-def make_split(pool, held_out: str, args) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class SplitSettings:
+    """How a run's scans are split: validation share and caps per (source, class), the held-out test's cap per
+    (folder, class) (None: every kept slice), BatchNorm re-estimation images, seed, dHash near-copy bits."""
+
+    val_split: float = 0.1
+    val_cap: int | None = 150
+    test_cap: int | None = 300
+    bn_images: int = 1152
+    seed: int = 0
+    near_threshold: int = dedup.NEAR_THRESHOLD
+
+    @classmethod
+    def from_args(cls, args) -> "SplitSettings":
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+
+
+def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.ndarray]:
     """{'train', 'val', 'test', 'bn'}: pool indices. Test = the held-out source's kept slices (copies of the
     training sources removed), capped per (folder, class); for none, train.studies.refit_final.three_way_split's
     test split (whole groups). Validation is capped per (source, class); bn is a balanced training sample."""
-    from train.data import dedup
     from train.studies.refit_final import three_way_split
 
     labels, sources = pool.labels, pool.sources
     cells = np.array([f"{s}/{l}" for s, l in zip(sources, labels)])
     if held_out == "none":
-        parts = three_way_split(pool.groups, labels, args.val_split, args.seed)
+        parts = three_way_split(pool.groups, labels, settings.val_split, settings.seed)
         train, val, test = (np.flatnonzero(parts == name) for name in ("train", "val", "test"))
     else:
-        prepared = folds.make_fold(pool, held_out, cap=None, test_cap=None, val_split=args.val_split,
-                                   seed=args.seed, near_threshold=args.near_threshold)
+        prepared = folds.make_fold(pool, held_out, cap=None, test_cap=None, val_split=settings.val_split,
+                                   seed=settings.seed, near_threshold=settings.near_threshold)
         where = {str(s.path): i for i, s in enumerate(pool.samples)}
         test = np.array([where[p] for p in prepared.path[prepared.split == "test"]], dtype=int)
         keys = np.array([f"{folder_of(str(pool.samples[i].path))}/{labels[i]}" for i in test])
-        test = capped(test, keys, args.test_cap, args.seed)
+        test = capped(test, keys, settings.test_cap, settings.seed)
         training = np.flatnonzero(sources != held_out)
-        held = dedup.grouped_split(pool.groups[training], labels[training], args.val_split, args.seed)
+        held = dedup.grouped_split(pool.groups[training], labels[training], settings.val_split, settings.seed)
         train, val = training[~held], training[held]
-    bn = capped(train, cells[train], max(1, args.bn_images // len(set(cells[train].tolist()))), args.seed + 1)
-    return {"train": train, "val": capped(val, cells[val], args.val_cap, args.seed), "test": test, "bn": bn}
+    bn = capped(train, cells[train], max(1, settings.bn_images // len(set(cells[train].tolist()))), settings.seed + 1)
+    return {"train": train, "val": capped(val, cells[val], settings.val_cap, settings.seed), "test": test, "bn": bn}
 
 
-def fingerprint(start_sha: str, pool, split: dict, args) -> str:
+def fingerprint(start_sha: str, pool, split: dict, held_out: str, intensity_maps: bool, gin: bool) -> str:
+    """16 hex digits naming what a checkpoint belongs to: start weights, the split's scans, the held-out source and
+    the augmentation switches (a resume with any of them changed is refused)."""
     digest = hashlib.sha256(start_sha.encode())
     for name in ("train", "val", "test"):
         digest.update(name.encode() + "".join(pool.entries[i].pixel_sha for i in split[name]).encode())
-    digest.update(f"{args.held_out}:{args.intensity_maps}:{args.gin}".encode())
+    digest.update(f"{held_out}:{intensity_maps}:{gin}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -161,7 +180,7 @@ def run(args, log=print) -> dict | None:
     if args.held_out != "none" and args.held_out not in pool.source_names():
         raise DataError(f"--held-out must be none or one of {', '.join(pool.source_names())}. "
                         f"Received: {args.held_out!r}")
-    split = make_split(pool, args.held_out, args)
+    split = make_split(pool, args.held_out, SplitSettings.from_args(args))
     model, settings = classifier.model, loop_settings(args)
     keras.utils.set_random_seed(args.seed)
     fresh_head(model, args.seed)
@@ -170,12 +189,13 @@ def run(args, log=print) -> dict | None:
     log(f"Training on {len(crops)} scans in {len(set(cells.tolist()))} cells; {settings.total_steps} steps of "
         f"{settings.batch_size} ({settings.warmup_steps} warm-up); held out: {args.held_out}.")
     tuner = FineTuner(model, crops, pool.labels[split["train"]], cells, augmentation(args.intensity_maps, args.gin),
-                      settings, args.out, fingerprint(classifier.card.weights_sha256, pool, split, args), log=log)
+                      settings, args.out, fingerprint(classifier.card.weights_sha256, pool, split, args.held_out,
+                                                      args.intensity_maps, args.gin), log=log)
     if not tuner.run(max_minutes=args.max_minutes, resume=args.resume):
         return None
     from train.studies.finetune_eval import evaluate_variants, write_results
 
-    results, scores = evaluate_variants(tuner, pool, split, args, log=log)
+    results, scores = evaluate_variants(tuner, pool, split, args.held_out, args.data_root, args.seed, log=log)
     results.update({"command": command_line("finetune"), "start_model":
                     classifier.model_id, "settings": {**vars(settings), "intensity_maps": args.intensity_maps,
                                                       "gin": args.gin, "held_out": args.held_out},

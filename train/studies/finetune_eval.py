@@ -60,9 +60,11 @@ def _relative(path, root) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, dict]:
+def evaluate_variants(tuner, pool, split: dict, held_out: str, data_root: Path, seed: int = 0,
+                      log=print) -> tuple[dict, dict]:
     """(results, scores) of the four variants (module docstring); the model ends with the averaged weights
-    (raw when there is no average) and BatchNorm as trained."""
+    (raw when there is no average) and BatchNorm as trained. held_out: the held-out source or "none";
+    data_root: scan paths are stored relative to it; seed: of the bootstrap intervals."""
     from train.data.folds import folder_of
 
     model = tuner.model
@@ -89,7 +91,7 @@ def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, 
             probs = {part: np.round(_probabilities(model, crops[part]).astype(np.float64), 6)
                      for part in ("val", "test")}
             rows[key] = variant_row((labels["val"], probs["val"]), (labels["test"], probs["test"]), folders,
-                                    args.seed)
+                                    seed)
             scores[key] = {part: probs[part].tolist() for part in probs}
             log(f"{key}: " + (f"test AUC {rows[key]['test']['auc']:.3f}" if "test" in rows[key] else "scored"))
             for layer, state in zip(_bn_layers(model), bn_state):
@@ -97,11 +99,11 @@ def evaluate_variants(tuner, pool, split: dict, args, log=print) -> tuple[dict, 
     final = weights["averaged"] if weights["averaged"] is not None else raw
     for variable, value in zip(model.trainable_variables, final):
         variable.assign(value)
-    paths = {part: [_relative(pool.samples[i].path, args.data_root) for i in split[part]] for part in ("val", "test")}
+    paths = {part: [_relative(pool.samples[i].path, data_root) for i in split[part]] for part in ("val", "test")}
     payload = {"scans": paths, "labels": {part: labels[part].tolist() for part in labels},
                "sources": {part: pool.sources[split[part]].tolist() for part in ("val", "test")},
                "variants": scores}
-    results = {"held_out": args.held_out, "variants": rows,
+    results = {"held_out": held_out, "variants": rows,
                "counts": {part: int(len(split[part])) for part in split}}
     return results, payload
 
