@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 from core.imaging.pipeline import OfScan, PreparedScan, prepare_scan
+from core.io.sniff import read_bytes
 from core.predict.assessment import Assessment, assess
 from core.predict.status import Status
 from core.quality.input_check import InputCheck, check_input
@@ -74,9 +75,7 @@ def analyse(classifier, source: bytes | str | os.PathLike | BinaryIO, name: str 
     file it cannot read."""
     if isinstance(source, (str, os.PathLike)):
         name = name or Path(source).name
-        data = Path(source).read_bytes()
-    else:
-        data = source if isinstance(source, bytes) else source.read()
+    data = read_bytes(source, f"'{name}'" if name else "This file")  # ScanError when missing, empty or too large
     scan = prepare_scan(data, classifier.input_size, name=name)
     ((result, assessment),) = analyse_prepared(classifier, [scan], tta=tta)
     return Analysis(name=name or "", digest=hashlib.sha256(data).hexdigest(), scan=scan, check=result,

@@ -59,3 +59,10 @@ def test_a_batch_keeps_order_and_assesses_only_what_passes_in_one_call(classifie
     assert calls == [2]
     assert [check.ok for check, _ in results] == [True, False, True]
     assert results[1][1] is None and results[0][1].probability == pytest.approx(results[2][1].probability)
+
+
+def test_a_missing_file_is_a_scan_error_naming_it(classifier, tmp_path):
+    from core.io import ScanError
+
+    with pytest.raises(ScanError, match="'absent.png' could not be opened"):
+        analysis.analyse(classifier, tmp_path / "absent.png")
