@@ -7,7 +7,6 @@ packs the downloads (CSV, PNG, JSON). The benchmark calls the same functions.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from core.imaging.pixels import to_rgb
 from core.model.labels import DISPLAY, display
 from core.model.tumour_type import TYPES
 from core.predict import analysis
-from core.predict.analysis import Analysis  # noqa: F401 - re-exported: the app's result type
+from core.predict.analysis import Analysis, digest_of  # noqa: F401 - re-exported: the result type, cache key
 from core.predict.assessment import assess
 from core.predict.status import Status
 from core.quality.input_check import InputCheck
@@ -58,11 +57,6 @@ def verdict_text(analysis: Analysis) -> str:
 def methods() -> dict[str, str]:
     """{label shown: method name} for every registered explanation method, read at run time."""
     return method_labels()
-
-
-def digest_of(data: bytes) -> str:
-    """Hex SHA-256 of the uploaded bytes (the per-session cache key; never stored on disk), as Analysis.digest."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def analyse(classifier, data: bytes, name: str) -> Analysis:

@@ -50,6 +50,11 @@ class Analysis(OfScan):
         return Status.NOT_BRAIN_MRI if self.assessment is None else self.assessment.verdict
 
 
+def digest_of(data: bytes) -> str:
+    """Hex SHA-256 of a scan file's bytes: Analysis.digest, the app's per-session cache key, a series slice's id."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def check(scan: PreparedScan) -> InputCheck:
     """The input check of a prepared scan (its pixels, crop and file metadata)."""
     return check_input(scan.pixels, scan.crop, scan.meta)
@@ -78,5 +83,5 @@ def analyse(classifier, source: bytes | str | os.PathLike | BinaryIO, name: str 
     data = read_bytes(source, f"'{name}'" if name else "This file")  # ScanError when missing, empty or too large
     scan = prepare_scan(data, classifier.input_size, name=name)
     ((result, assessment),) = analyse_prepared(classifier, [scan], tta=tta)
-    return Analysis(name=name or "", digest=hashlib.sha256(data).hexdigest(), scan=scan, check=result,
+    return Analysis(name=name or "", digest=digest_of(data), scan=scan, check=result,
                     assessment=assessment)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from core.imaging.pipeline import PreparedScan, prepare_scan
 from core.io import ScanError
 from core.model.labels import label_for
+from core.predict.analysis import digest_of
 from core.predict.series.grouping import Series, SeriesFile
 from core.predict.status import NOT_BRAIN_MRI, OK, UNREADABLE, VOLUME_EDGE
 
@@ -186,7 +186,7 @@ def analyse_files(classifier, files: Sequence[SeriesFile], assess: Assess | None
     results = []
     for index, (item, scan, status, error) in enumerate(prepared, start=1):
         probability, assessment = next(found) if status == OK else (None, None)
-        results.append(SliceResult(index=index, name=item.name, digest=hashlib.sha256(item.data).hexdigest(),
+        results.append(SliceResult(index=index, name=item.name, digest=digest_of(item.data),
                                    scan=scan, probability=probability, error=error, status=status,
                                    assessment=assessment))
     return tuple(results), threshold
