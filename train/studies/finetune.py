@@ -10,7 +10,8 @@ tests on every kept slice of the held-out one (at most --test-cap per folder and
 trains on every source, holding out a validation split by whole groups.
 
 The start model's backbone is kept and its head re-initialised (it was fitted on every source, the held-out
-one included); a short warm-up trains the head alone, then every stage from --trainable-from on trains with
+one included), unless --keep-head (only with --held-out none: the run then starts exactly at the start model);
+a short warm-up trains the head alone, then every stage from --trainable-from on trains with
 the backbone's BatchNorm frozen, batches drawn equally from each (source, class) cell, the recipe's geometry
 and brightness plus an appearance stack (train.transforms.appearance STANDARD: gamma, contrast, bias field,
 blur/sharpen,
@@ -60,6 +61,8 @@ def parser():
                    help="first backbone stage trained")
     p.add_argument("--images", type=int, default=3 * PASS_IMAGES, help="augmented images after the warm-up")
     p.add_argument("--warmup-images", type=int, default=1920, help="images for training the fresh head alone")
+    p.add_argument("--keep-head", action="store_true",
+                   help="keep the start model's head instead of a fresh one (only with --held-out none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (constant)")
     p.add_argument("--warmup-lr", type=float, default=1e-3, help="Adam learning rate of the head's warm-up")
@@ -149,13 +152,15 @@ def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.nda
     return {"train": train, "val": capped(val, cells[val], settings.val_cap, settings.seed), "test": test, "bn": bn}
 
 
-def fingerprint(start_sha: str, pool, split: dict, held_out: str, intensity_maps: bool, gin: bool) -> str:
-    """16 hex digits naming what a checkpoint belongs to: start weights, the split's scans, the held-out source and
-    the augmentation switches (a resume with any of them changed is refused)."""
+def fingerprint(start_sha: str, pool, split: dict, held_out: str, intensity_maps: bool, gin: bool,
+                keep_head: bool = False) -> str:
+    """16 hex digits naming what a checkpoint belongs to: start weights, the split's scans, the held-out source,
+    the augmentation switches and whether the head was kept (a resume with any of them changed is refused)."""
     digest = hashlib.sha256(start_sha.encode())
     for name in ("train", "val", "test"):
         digest.update(name.encode() + "".join(pool.entries[i].pixel_sha for i in split[name]).encode())
-    digest.update(f"{held_out}:{intensity_maps}:{gin}".encode())
+    # The kept head is appended only when set, so checkpoints of runs with a fresh head keep their fingerprint.
+    digest.update(f"{held_out}:{intensity_maps}:{gin}{':kept-head' if keep_head else ''}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -183,14 +188,15 @@ def run(args, log=print) -> dict | None:
     split = make_split(pool, args.held_out, SplitSettings.from_args(args))
     model, settings = classifier.model, loop_settings(args)
     keras.utils.set_random_seed(args.seed)
-    fresh_head(model, args.seed)
+    if not args.keep_head:
+        fresh_head(model, args.seed)
     crops = np.stack([pool.entries[i].crop for i in split["train"]])
     cells = np.array([f"{pool.sources[i]}/{pool.labels[i]}" for i in split["train"]])
     log(f"Training on {len(crops)} scans in {len(set(cells.tolist()))} cells; {settings.total_steps} steps of "
         f"{settings.batch_size} ({settings.warmup_steps} warm-up); held out: {args.held_out}.")
     tuner = FineTuner(model, crops, pool.labels[split["train"]], cells, augmentation(args.intensity_maps, args.gin),
                       settings, args.out, fingerprint(classifier.card.weights_sha256, pool, split, args.held_out,
-                                                      args.intensity_maps, args.gin), log=log)
+                                                      args.intensity_maps, args.gin, args.keep_head), log=log)
     if not tuner.run(max_minutes=args.max_minutes, resume=args.resume):
         return None
     from train.studies.finetune_eval import evaluate_variants, write_results
@@ -198,7 +204,8 @@ def run(args, log=print) -> dict | None:
     results, scores = evaluate_variants(tuner, pool, split, args.held_out, args.data_root, args.seed, log=log)
     results.update({"command": command_line("finetune"), "start_model":
                     classifier.model_id, "settings": {**vars(settings), "intensity_maps": args.intensity_maps,
-                                                      "gin": args.gin, "held_out": args.held_out},
+                                                      "gin": args.gin, "held_out": args.held_out,
+                                                      "keep_head": args.keep_head},
                     "images_seen": settings.total_steps * settings.batch_size,
                     "history": tuner.history})
     write_results(args.out, results, scores, tuner)
@@ -213,6 +220,9 @@ def main(argv=None) -> int:
                                   ("val_cap", 2), ("test_cap", 2), ("workers", 1)) if getattr(args, name) < low]
     if args.max_minutes is not None and args.max_minutes <= 0:
         problems.append(f"--max-minutes must be positive. Received: {args.max_minutes}")
+    if args.keep_head and args.held_out != "none":
+        problems.append(f"--keep-head needs --held-out none: the start model's head was fitted on every source, "
+                        f"{args.held_out} included. Received: --held-out {args.held_out}")
     if not 0 < args.val_split < 0.5:
         problems.append(f"--val-split must be between 0 and 0.5. Received: {args.val_split}")
     if problems:

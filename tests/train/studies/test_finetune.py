@@ -86,9 +86,27 @@ def test_a_run_on_every_source_writes_its_averaged_weights(start_dir, sources, c
     assert set(json.loads((out / "scores.json").read_text())["sources"]["test"]) == {"br35h", "mos", "lgg"}
 
 
+def test_a_kept_head_starts_the_run_at_the_start_model(start_dir, sources, cli_env, tmp_path):
+    import keras
+
+    out = tmp_path / "kept"
+    args = ["--out", out, "--held-out", "none", "--model", start_dir, "--keep-head", "--ema", "0",
+            *sum((["--source", s] for s in sources), []), "--images", "0", "--warmup-images", "0",
+            *SMALL[4:]]
+    done = run_module("train.studies.finetune", args, cli_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    start = keras.saving.load_model(start_dir / "model.keras", safe_mode=True)
+    kept = keras.saving.load_model(out / finetune_eval.MODEL_FILE, safe_mode=True)
+    for name in ("head_dense", "head_bn", "logit"):
+        for before, after in zip(start.get_layer(name).get_weights(), kept.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(before, after)
+    assert json.loads((out / "results.json").read_text())["settings"]["keep_head"] is True
+
+
 @pytest.mark.parametrize("extra, message", [(["--images", "-1"], "--images must be at least 0"),
                                             (["--val-split", "0.7"], "--val-split"),
-                                            (["--max-minutes", "0"], "--max-minutes must be positive")])
+                                            (["--max-minutes", "0"], "--max-minutes must be positive"),
+                                            (["--keep-head"], "--keep-head needs --held-out none")])
 def test_bad_options_are_usage_errors(extra, message, tmp_path, capsys):
     assert finetune.main(["--out", str(tmp_path), "--held-out", "lgg", *extra]) == 2
     assert message in capsys.readouterr().err
