@@ -25,7 +25,12 @@ from core.predict.analysis import Analysis, digest_of  # noqa: F401 - re-exporte
 from core.predict.assessment import assess
 from core.predict.status import Status
 from core.quality.input_check import InputCheck
-from core.report.card_summary import card_summary, describe  # noqa: F401 - re-exported: the model panel
+from core.report.card_summary import (  # noqa: F401 - re-exported: the model panel
+    RESULTS_NOTE,
+    card_summary,
+    describe,
+    results_table,
+)
 
 #: Labels shown in the UI -> values `core.explain.explain` takes.
 TARGETS = {shown: label for label, shown in DISPLAY.items()}

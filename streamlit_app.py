@@ -94,7 +94,12 @@ def model_ui(classifier) -> None:
         st.markdown(line + (f" · {summary['unseen_sources']}" if summary["unseen_sources"] else ""))
         with st.expander("What it was trained and tested on"):
             st.caption(f"**Trained on:** {summary['data']}")
-            st.caption(f"**Tested on:** {summary['metrics']}")
+            rows = support.results_table(classifier.card)
+            if rows:
+                st.table(rows)
+                st.caption(support.RESULTS_NOTE)
+            else:
+                st.caption(f"**Tested on:** {summary['metrics']}")
             st.caption(f"**Weights SHA-256:** `{summary['weights_sha256']}`")
 
 

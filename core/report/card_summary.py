@@ -144,3 +144,40 @@ def card_summary(card: ModelCard) -> dict[str, str]:
         "unseen_sources": unseen_sources(card),
         "weights_sha256": card.weights_sha256 or "unknown",
     }
+
+
+#: Columns of results_table, in order, and what a reader needs to know to read them.
+RESULT_COLUMNS = ("test set", "scans (no tumour)", "AUC [95% CI]", "balanced accuracy")
+RESULTS_NOTE = ("Balanced accuracy at the model's threshold; for a source left out of training, at that run's own "
+                "threshold. A source left out of training is the best guess of how the model does on a user's scans.")
+
+
+def _result_row(name: str, scans: Any, no_tumour: Any, auc: Any, interval: Any, balanced: Any) -> dict[str, str]:
+    low, high = interval if isinstance(interval, (list, tuple)) and len(interval) == 2 else (None, None)
+    shown = "not defined (one class)" if auc is None else (
+        f"{_number(auc)} [{_number(low)}, {_number(high)}]" if low is not None else _number(auc))
+    return dict(zip(RESULT_COLUMNS, (name, f"{scans} ({no_tumour})" if scans is not None else "", shown,
+                                     "" if balanced is None else _number(balanced))))
+
+
+def results_table(card: ModelCard) -> list[dict[str, str]]:
+    """The card's test results as rows of RESULT_COLUMNS (strings): sources never seen (a trainer card's external
+    tests), sources left out of training (a head refit's leave-one-source-out rows), then held-out scans of the
+    training sources (balanced accuracy at the card's threshold). [] when the card has none of these."""
+    rows = [_result_row(f"{source} (never seen)", result.get("scans"), result.get("no_tumour"), result.get("auc"),
+                        result.get("auc_ci95"), result.get("at_card", {}).get("balanced_accuracy"))
+            for source, result in card.external_test.items() if isinstance(result, dict)]
+    loso = card.extra.get("leave_one_source_out")
+    for row in (loso.get("rows") or ()) if isinstance(loso, dict) else ():
+        if isinstance(row, dict):
+            scans = (row.get("tumour") or 0) + (row.get("no_tumour") or 0)
+            rows.append(_result_row(f"{row.get('held_out')} (left out of training)", scans, row.get("no_tumour"),
+                                    row.get("auc"), (row.get("auc_low"), row.get("auc_high")),
+                                    row.get("balanced_accuracy")))
+    test = card.metrics.get("test")
+    if isinstance(test, dict) and all(isinstance(result, dict) for result in test.values()):
+        rows += [_result_row(f"{source} (held-out scans)", result.get("scans"), result.get("no_tumour"),
+                             result.get("auc"), result.get("auc_ci95"),
+                             result.get("at_card", {}).get("balanced_accuracy"))
+                 for source, result in test.items()]
+    return rows

@@ -32,7 +32,7 @@ from core.imaging.pixels import check_uint8
 from core.io.atomic import atomic_path
 from core.model.card import ModelCard
 from core.model.labels import LABELS, display, label_for
-from core.report.card_summary import card_summary
+from core.report.card_summary import RESULTS_NOTE, card_summary, results_table
 
 #: The research-only notice on every page (the same words as the app's).
 NOTICE = ("Research demo, not for clinical use. It has not been validated for diagnosis; "
@@ -226,7 +226,7 @@ def _scan_figure(page: ReportPage, context: _Context):
     y = _lines(figure, y, [("File", page.name), ("File SHA-256", page.file_sha256)])
     _images(figure, page, y - 0.01)
     y = _result(figure, page, 0.6)
-    _lines(figure, y - 0.015, _model_lines(context), title="Model")
+    _model_section(figure, y - 0.015, context)
     return figure
 
 
@@ -292,15 +292,43 @@ def _uncertainty(value: str | tuple[float, float]) -> str:
     return f"interval {float(low):.3f} to {float(high):.3f}"
 
 
-def _model_lines(context: _Context) -> list[tuple[str, str]]:
+def _model_section(figure, top: float, context: _Context) -> None:
+    """One line naming the model and its AUC on unseen sources, the threshold, the card's results as a table
+    (core.report.card_summary.results_table), then training data, weights and intended use."""
     summary, card = context.summary, context.card
-    lines = [("Model id", card.model_id)]
-    lines += [(key.replace("_", " ").capitalize(), str(value)) for key, value in summary.items()
-              if key != "weights_sha256"]
-    lines.append(("Weights SHA-256", summary.get("weights_sha256") or card.weights_sha256 or "unknown"))
+    unseen = summary.get("unseen_sources")
+    y = _lines(figure, top, [("Model", card.model_id + (f" · {unseen}" if unseen else "")),
+                             ("Decision threshold", summary["threshold"])], title="Model")
+    rows = results_table(card)
+    if rows:
+        y = _table(figure, y, rows, RESULTS_NOTE)
+    lines = [] if rows else [("Tested on", summary.get("metrics", ""))]
+    lines += [("Trained on", summary.get("data", "")),
+              ("Weights SHA-256", summary.get("weights_sha256") or card.weights_sha256 or "unknown")]
     if card.intended_use:
         lines.append(("Intended use", card.intended_use))
-    return lines
+    _lines(figure, y, lines)
+
+
+def _table(figure, top: float, rows: list[dict[str, str]], note: str) -> float:
+    """`rows` (same keys, in order) as a ruled table under `top`, the note in small print under it; returns the
+    next free y."""
+    height = _LINE * 1.15 * (len(rows) + 1)
+    axes = figure.add_axes((0.06, top - height, 0.88, height))
+    axes.set_axis_off()
+    columns = list(rows[0])
+    table = axes.table(cellText=[[row[c] for c in columns] for row in rows], colLabels=columns, cellLoc="left",
+                       colLoc="left", colWidths=[0.34, 0.2, 0.26, 0.2], bbox=(0, 0, 1, 1))
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (line, _), cell in table.get_celld().items():
+        cell.set_linewidth(0.3)
+        if line == 0:
+            cell.set_text_props(weight="bold")
+    note_top = top - height - 0.008
+    wrapped = textwrap.fill(note, 125)
+    _text(figure, 0.06, note_top, wrapped, 7, color="#444444")
+    return note_top - _LINE * 0.8 * (wrapped.count("\n") + 1) - 0.01
 
 
 def _lines(figure, top: float, lines: list[tuple[str, str]], title: str = "", width: int = 100) -> float:

@@ -85,6 +85,24 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert at.slider[0].value == pytest.approx(0.4)
 
 
+def test_the_model_panel_shows_the_cards_results_as_a_table(tiny_model_dir, monkeypatch, tmp_path):
+    import shutil
+
+    from core.model.card import update_card
+
+    directory = shutil.copytree(tiny_model_dir, tmp_path / "with-results")
+    update_card(directory, external_test={"mos/Testing": {"auc": 0.748, "auc_ci95": [0.634, 0.845], "scans": 898,
+                                                          "no_tumour": 37, "at_card": {"balanced_accuracy": 0.7}}})
+    monkeypatch.setenv("BRAIN_MRI_MODEL_DIR", str(directory))
+    at = _app()
+    _assert_clean(at)
+    assert "AUC on a source it never saw: mos/Testing 0.748" in _page_text(at)
+    shown = at.table[0].value
+    assert list(shown.columns) == ["test set", "scans (no tumour)", "AUC [95% CI]", "balanced accuracy"]
+    assert shown.iloc[0].tolist() == ["mos/Testing (never seen)", "898 (37)", "0.748 [0.634, 0.845]", "0.700"]
+    assert app_support.RESULTS_NOTE in _page_text(at)
+
+
 @pytest.mark.parametrize("kind, name", [("jpeg", "scan.jpg"), ("png", "scan.png"), ("dicom", "IM0001")])
 def test_valid_upload_gives_probability(model_env, classifier, request, kind, name):
     data = request.getfixturevalue(f"{'png_bytes' if kind == 'png' else kind + '_bytes'}")

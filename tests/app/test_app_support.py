@@ -64,6 +64,34 @@ def test_one_line_gives_the_auc_on_each_source_the_model_never_saw():
     assert app_support.card_summary(ModelCard.from_dict({"name": "m"}, require_hash=False))["unseen_sources"] == ""
 
 
+def test_results_table_lists_left_out_sources_then_held_out_scans():
+    card = shipped_card()
+    rows = app_support.results_table(ModelCard.from_dict(card, require_hash=False))
+    loso, test = card["leave_one_source_out"]["rows"], card["metrics"]["test"]
+    assert [row["test set"] for row in rows] == ([f"{r['held_out']} (left out of training)" for r in loso]
+                                                 + [f"{source} (held-out scans)" for source in test])
+    first = loso[0]
+    assert rows[0] == {"test set": f"{first['held_out']} (left out of training)",
+                       "scans (no tumour)": f"{first['tumour'] + first['no_tumour']} ({first['no_tumour']})",
+                       "AUC [95% CI]": f"{first['auc']:.3f} [{first['auc_low']:.3f}, {first['auc_high']:.3f}]",
+                       "balanced accuracy": f"{first['balanced_accuracy']:.3f}"}
+    lgg = test["lgg"]
+    assert rows[len(loso) + list(test).index("lgg")]["balanced accuracy"] == (
+        f"{lgg['at_card']['balanced_accuracy']:.3f}")  # at the card's threshold
+
+
+def test_results_table_of_a_trainer_card_and_of_a_card_without_results():
+    card = {"name": "m", "external_test": {"mos/Testing": {"auc": 0.748, "auc_ci95": [0.634, 0.845], "scans": 898,
+                                                          "no_tumour": 37, "at_card": {"balanced_accuracy": 0.7}},
+                                           "small": {"auc": None, "scans": 5, "no_tumour": 0}}}
+    rows = app_support.results_table(ModelCard.from_dict(card, require_hash=False))
+    assert [list(row.values()) for row in rows] == [["mos/Testing (never seen)", "898 (37)", "0.748 [0.634, 0.845]",
+                                                     "0.700"],
+                                                    ["small (never seen)", "5 (0)", "not defined (one class)", ""]]
+    assert app_support.results_table(ModelCard.from_dict({"name": "m", "metrics": {"auc": 0.5}},
+                                                         require_hash=False)) == []
+
+
 def test_threshold_of_a_card_without_calibration_is_the_raw_one():
     card = ModelCard.from_dict({"name": "m", "threshold": 0.42}, require_hash=False)
     assert app_support.card_summary(card)["threshold"] == "0.420"

@@ -26,7 +26,7 @@ CREATED = datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
 WEIGHTS = "ab" * 32
 CARD = ModelCard.from_dict({
     "name": "test-model", "threshold": 0.364, "weights_sha256": WEIGHTS,
-    "external_test": {"mos/Testing": {"auc": 0.748, "auc_ci95": [0.634, 0.845], "scans": 898}},
+    "external_test": {"mos/Testing": {"auc": 0.748, "auc_ci95": [0.634, 0.845], "scans": 898, "no_tumour": 37}},
     "intended_use": "Research and teaching demo.",
 })
 
@@ -86,7 +86,8 @@ def test_one_scan_page_carries_every_fact_and_no_patient_data(dicom_page, tmp_pa
     text = " ".join(text_of(pdf, tmp_path).split())
     for fact in ("IM0012 $x$_1.dcm", hashlib.sha256(data).hexdigest(), "Tumour probability 0.873",
                  "interval 0.810 to 0.920", "threshold 0.364: Tumour", "Grad-CAM", "evidence for 'tumour'",
-                 "close to the model's threshold", CARD.model_id, WEIGHTS, "AUC 0.748 (95% CI 0.634–0.845)",
+                 "close to the model's threshold", CARD.model_id, WEIGHTS, "mos/Testing (never seen)",
+                 "898 (37)", "0.748 [0.634, 0.845]", "AUC [95% CI]", "AUC on a source it never saw: mos/Testing 0.748",
                  "2026-11-27 09:30 UTC", NOTICE):
         assert fact in text, fact
     for planted in PLANTED:
