@@ -36,17 +36,14 @@ def _parser():
     return parser
 
 
-def _without_training_copies(kept, args, size: int, report: dict):
-    """Drop (sample, entry) pairs that copy a scan of --exclude-duplicates-of; counts per source in `report`."""
-    train_samples = discover_all(args.exclude_duplicates_of, tuple(args.negative_classes))
-    train_entries = [e for e in cache.crop_all([s.path for s in train_samples], size, workers=args.workers,
-                                               desc="training scans") if e.error is None]
-    matches = dedup.copies_of([e for _, e in kept], train_entries, args.near_threshold)
+def _without_training_copies(kept, train_entries, near_threshold: int, report: dict):
+    """Drop (sample, entry) pairs that copy one of `train_entries` (exactly or within `near_threshold` dHash bits);
+    counts per source in `report`."""
+    matches = dedup.copies_of([e for _, e in kept], train_entries, near_threshold)
     for source in sorted({s.source for s, _ in kept}):
         members = sum(s.source == source for s, _ in kept)
         found = [m for m in matches if kept[m.query][0].source == source]
-        report["duplicates"][source] = {**dedup.removal_counts(found, members),
-                                        "near_threshold": args.near_threshold}
+        report["duplicates"][source] = {**dedup.removal_counts(found, members), "near_threshold": near_threshold}
     removed = {m.query for m in matches}
     return [item for i, item in enumerate(kept) if i not in removed]
 
@@ -70,7 +67,10 @@ def run(args) -> dict:
               "duplicates": {}}
     kept = [(s, e) for s, e in zip(samples, entries) if e.error is None]
     if args.exclude_duplicates_of:
-        kept = _without_training_copies(kept, args, classifier.input_size, report)
+        train_samples = discover_all(args.exclude_duplicates_of, tuple(args.negative_classes))
+        train_entries = [e for e in cache.crop_all([s.path for s in train_samples], classifier.input_size,
+                                                   workers=args.workers, desc="training scans") if e.error is None]
+        kept = _without_training_copies(kept, train_entries, args.near_threshold, report)
     if not kept:
         raise DataError("No readable scans are left to evaluate (after skipping unreadable files and removing "
                         "copies of the training data). Check --data and --exclude-duplicates-of.")

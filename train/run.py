@@ -40,16 +40,18 @@ class Outcome:
     history: list
 
 
-def _data(args, settings: RunSettings, log):
-    if args.prepared is not None:
-        prepared = load_bundle(args.prepared)
+def _data(settings: RunSettings, log, *, bundle: Path | None, train, val, val_split: float, test,
+          negative_classes, cache_dir: Path | None, workers: int) -> Prepared:
+    """The run's crops and split: a prepared bundle (its crop size must be the settings'), or prepared from the
+    train/val/test folders (train.prepare)."""
+    if bundle is not None:
+        prepared = load_bundle(bundle)
         if prepared.size != settings.image_size:
             raise DataError(f"The bundle holds {prepared.size} px crops, but --image-size is {settings.image_size}.")
         return prepared
-    return prepare(args.train, val_dirs=args.val, val_split=args.val_split, test_dirs=args.test,
-                   size=settings.image_size, negative_classes=tuple(args.negative_classes),
-                   cache_dir=args.cache_dir, workers=args.workers, seed=args.seed,
-                   near_threshold=args.near_threshold, log=log)
+    return prepare(train, val_dirs=val, val_split=val_split, test_dirs=test, size=settings.image_size,
+                   negative_classes=tuple(negative_classes), cache_dir=cache_dir, workers=workers,
+                   seed=settings.seed, near_threshold=settings.near_threshold, log=log)
 
 
 def augmentation(train_crops, settings: RunSettings) -> Compose:
@@ -177,7 +179,9 @@ def run(args, settings: RunSettings, log=print) -> None:
     batch = settings.optimisation.batch_size
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s), "
         f"global batch {batch} ({batch // placement.replicas} per replica).")
-    prepared = _data(args, settings, log)
+    prepared = _data(settings, log, bundle=args.prepared, train=args.train, val=args.val, val_split=args.val_split,
+                     test=args.test, negative_classes=args.negative_classes, cache_dir=args.cache_dir,
+                     workers=args.workers)
     try:
         fit_prepared(prepared, settings, args.out, placement, resume=args.resume, workers=args.workers,
                      checkpoint_every=args.checkpoint_every, log=log)

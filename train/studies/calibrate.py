@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,29 @@ def _parser():
     return parser
 
 
+@dataclass(frozen=True)
+class CalibrationJob:
+    """What a calibration reads: the model directory, labelled folders to fit on and to check on, training folders
+    whose copies are removed first, the class folder names meaning 'no tumour', the patient split's seed, processes
+    for cropping and the largest dHash distance counted as a near copy."""
+
+    model: Path
+    fit: tuple[str, ...]
+    check: tuple[str, ...]
+    exclude_duplicates_of: tuple[str, ...] = ()
+    negative_classes: tuple[str, ...] = ()
+    seed: int = 0
+    workers: int = 1
+    near_threshold: int = dedup.NEAR_THRESHOLD
+
+    @classmethod
+    def from_args(cls, args) -> "CalibrationJob":
+        return cls(model=Path(args.model), fit=tuple(map(str, args.fit)), check=tuple(map(str, args.check)),
+                   exclude_duplicates_of=tuple(map(str, args.exclude_duplicates_of)),
+                   negative_classes=tuple(args.negative_classes), seed=args.seed, workers=args.workers,
+                   near_threshold=args.near_threshold)
+
+
 def patient_halves(folder: Path, seed: int) -> dict[str, int] | None:
     """{file path relative to `folder`: 0 (fit) or 1 (check)} by patient, or None without a manifest."""
     manifest = Path(folder) / "manifest.csv"
@@ -64,18 +88,19 @@ def patient_halves(folder: Path, seed: int) -> dict[str, int] | None:
     return {row["file"]: side[row["patient"]] for row in rows}
 
 
-def _scores(classifier, folders, side: int, args, train_entries) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _scores(classifier, folders, side: int, job: CalibrationJob,
+            train_entries) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{source: (labels, raw probabilities)} for `folders`; `side` picks the patient half of shared folders."""
-    shared = set(map(str, args.fit)) & set(map(str, args.check))
+    shared = set(job.fit) & set(job.check)
     out = {}
     for folder in folders:
-        samples = discover_all([folder], tuple(args.negative_classes))
-        halves = patient_halves(Path(folder), args.seed) if str(folder) in shared else None
+        samples = discover_all([folder], tuple(job.negative_classes))
+        halves = patient_halves(Path(folder), job.seed) if str(folder) in shared else None
         if halves is not None:
             samples = [s for s in samples if halves.get(Path(s.path).relative_to(folder).as_posix()) == side]
-        entries = cache.crop_all([s.path for s in samples], classifier.input_size, workers=args.workers)
+        entries = cache.crop_all([s.path for s in samples], classifier.input_size, workers=job.workers)
         kept = [(s, e) for s, e in zip(samples, entries) if e.error is None]
-        copies = {m.query for m in dedup.copies_of([e for _, e in kept], train_entries, args.near_threshold)}
+        copies = {m.query for m in dedup.copies_of([e for _, e in kept], train_entries, job.near_threshold)}
         kept = [item for i, item in enumerate(kept) if i not in copies]
         if not kept:
             raise DataError(f"No scans of {folder} are left after removing copies of the training data.")
@@ -94,18 +119,22 @@ def _counts(sets: dict) -> dict:
     return {name: {"tumour": int(y.sum()), "no_tumour": int(len(y) - y.sum())} for name, (y, _) in sets.items()}
 
 
-def calibrate(args) -> tuple[Calibration, dict]:
-    """Fit on --fit, check on --check; returns the calibration and {check set: (labels, raw)}."""
+def calibrate(job: CalibrationJob) -> tuple[Calibration, dict]:
+    """Fit on the fit folders, check on the check folders; returns the calibration and {check set: (labels, raw)}."""
     from core.model.classifier import load_classifier
 
-    classifier = load_classifier(args.model)
-    train_samples = discover_all(args.exclude_duplicates_of, tuple(args.negative_classes))
+    classifier = load_classifier(job.model)
+    train_samples = discover_all(job.exclude_duplicates_of, tuple(job.negative_classes))
     train_entries = [e for e in cache.crop_all([s.path for s in train_samples], classifier.input_size,
-                                               workers=args.workers) if e.error is None]
-    fit = _scores(classifier, args.fit, 0, args, train_entries)
-    check = _scores(classifier, args.check, 1, args, train_entries)
+                                               workers=job.workers) if e.error is None]
+    fit = _scores(classifier, job.fit, 0, job, train_entries)
+    check = _scores(classifier, job.check, 1, job, train_entries)
     labels = np.concatenate([labels for labels, _ in fit.values()])
     slope, intercept = fit_platt(labels, np.concatenate([raw for _, raw in fit.values()]))
+    if not slope > 0:
+        raise DataError(f"The fitted slope is {slope:.4f}: on the fit folders the model's scores do not rise with "
+                        "tumour, and a monotone calibration cannot mend that. Check the folders' labels and the "
+                        "model; nothing was written.")
     return checked_calibration(slope, intercept, _counts(fit), check), check
 
 
@@ -136,7 +165,7 @@ def plot_calibration_check(path, calibration: Calibration, check: dict) -> Path:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        calibration, check = calibrate(args)
+        calibration, check = calibrate(CalibrationJob.from_args(args))
     except (DataError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

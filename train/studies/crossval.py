@@ -29,7 +29,7 @@ from pathlib import Path
 
 from core.recipe import STAGES, Optimisation
 from train import report
-from train.data import folds
+from train.data import dedup, folds
 from train.data.discover import DataError
 from train.options import (
     add_augmentation_arguments,
@@ -108,8 +108,39 @@ def parser():
     return p
 
 
-def _sources(args) -> dict[str, list[str]] | None:
-    return folds.parse_sources(args.source)
+@dataclass(frozen=True)
+class CrossvalJob:
+    """Where a cross-validation reads and writes, and how it runs (what it trains is its RunSettings and plan).
+
+    out: run folder; sources: {name: [folders]} from --source, or None for the folders under data_root;
+    bundles: folder holding folds.npz (train those folds instead of building them); held_out: the folds to run
+    (None = every source); resume / export_folds / keep_models / keep_checkpoints: the switches of the same names.
+    """
+
+    out: Path
+    profile: str = "small"
+    data_root: Path | None = None
+    sources: dict[str, list[str]] | None = None
+    bundles: Path | None = None
+    held_out: tuple[str, ...] | None = None
+    cache_dir: Path | None = None
+    workers: int = 2
+    cpu_replicas: int = 1
+    near_threshold: int = dedup.NEAR_THRESHOLD
+    negative_classes: tuple[str, ...] = ()
+    resume: bool = False
+    export_folds: bool = False
+    jpeg_quality: int | None = None
+    keep_models: bool = False
+    keep_checkpoints: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> "CrossvalJob":
+        """From the parsed command line (raises DataError for a malformed --source)."""
+        fields = {name: getattr(args, name) for name in cls.__dataclass_fields__ if name != "sources"}
+        fields["held_out"] = tuple(args.held_out) if args.held_out else None
+        fields["negative_classes"] = tuple(args.negative_classes)
+        return cls(sources=folds.parse_sources(args.source), **fields)
 
 
 def plan_of(args) -> dict:
@@ -126,7 +157,8 @@ def plan_of(args) -> dict:
 def settings_of(args, plan: dict) -> RunSettings:
     """RunSettings of the cross-validation (each fold adds its held-out source to `data`)."""
     optimisation = picked(Optimisation, args, base=PROFILES[args.profile].optimisation)
-    data = {"crossval": {"profile": args.profile, "sources": _sources(args) or str(args.data_root),
+    sources = folds.parse_sources(args.source)
+    data = {"crossval": {"profile": args.profile, "sources": sources or str(args.data_root),
                          "bundles": None if args.bundles is None else str(args.bundles),
                          **{k: plan[k] for k in ("cap", "test_cap", "val_split")}},
             "negative_classes": list(args.negative_classes)}
@@ -141,39 +173,39 @@ def settings_of(args, plan: dict) -> RunSettings:
         raise DataError(str(error)) from error
 
 
-def check_arguments(args, plan: dict, settings: RunSettings) -> None:
+def check_arguments(job: CrossvalJob, plan: dict, settings: RunSettings) -> None:
     """Errors that need no data and no model."""
-    values = {**dataclasses.asdict(settings.optimisation), **plan, "workers": args.workers,
-              "cpu_replicas": args.cpu_replicas}
+    values = {**dataclasses.asdict(settings.optimisation), **plan, "workers": job.workers,
+              "cpu_replicas": job.cpu_replicas}
     for name in ("epochs", "batch_size", "patience", "workers", "cpu_replicas", "checkpoint_every", "cap", "test_cap"):
         value = values[name]
         if value is not None and value < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1. Received: {value}")
     if not 0 < plan["val_split"] < 1:
         raise DataError(f"--val-split must be between 0 and 1. Received: {plan['val_split']}")
-    if args.bundles is not None and (args.source or args.export_folds):
+    if job.bundles is not None and (job.sources or job.export_folds):
         raise DataError("--bundles already holds the folds: leave out --source and --export-folds.")
-    if args.resume and args.export_folds:
+    if job.resume and job.export_folds:
         raise DataError("--resume continues training; --export-folds trains nothing.")
-    saved = args.out / "crossval_settings.json"
-    if not args.resume and not args.export_folds and (saved.exists() or (args.out / "folds").exists()):
-        raise DataError(f"{args.out} already holds a cross-validation. Choose another --out, or add --resume.")
-    if args.resume and not saved.is_file():
-        raise DataError(f"Nothing to resume in {args.out}: it holds no crossval_settings.json. Start without --resume.")
+    saved = job.out / "crossval_settings.json"
+    if not job.resume and not job.export_folds and (saved.exists() or (job.out / "folds").exists()):
+        raise DataError(f"{job.out} already holds a cross-validation. Choose another --out, or add --resume.")
+    if job.resume and not saved.is_file():
+        raise DataError(f"Nothing to resume in {job.out}: it holds no crossval_settings.json. Start without --resume.")
 
 
-def _folds(args, plan: dict, settings: RunSettings, log):
+def _folds(job: CrossvalJob, plan: dict, settings: RunSettings, log):
     """(held-out names, a function name -> Prepared): from --bundles, or built from one pool of the sources."""
-    if args.bundles is not None:
-        bundle = args.bundles / FOLDS_BUNDLE
+    if job.bundles is not None:
+        bundle = job.bundles / FOLDS_BUNDLE
         if not bundle.is_file():
-            raise DataError(f"No {FOLDS_BUNDLE} in {args.bundles}. Write it with brain-mri crossval "
+            raise DataError(f"No {FOLDS_BUNDLE} in {job.bundles}. Write it with brain-mri crossval "
                             "--export-folds --out DIR.")
-        return args.held_out or bundled_folds(bundle), lambda name: load_fold(bundle, name)
-    sources = folds.resolve_sources(args.data_root, _sources(args))
-    pool = folds.build_pool(sources, plan["image_size"], cache_dir=args.cache_dir, workers=args.workers,
-                            near_threshold=args.near_threshold, negative_classes=args.negative_classes, log=log)
-    names = args.held_out or pool.source_names()
+        return list(job.held_out or bundled_folds(bundle)), lambda name: load_fold(bundle, name)
+    sources = folds.resolve_sources(job.data_root, job.sources)
+    pool = folds.build_pool(sources, plan["image_size"], cache_dir=job.cache_dir, workers=job.workers,
+                            near_threshold=job.near_threshold, negative_classes=job.negative_classes, log=log)
+    names = list(job.held_out or pool.source_names())
     unknown = set(names) - set(pool.source_names())
     if unknown:
         raise DataError(f"--held-out names unknown sources: {', '.join(sorted(unknown))}. "
@@ -297,21 +329,21 @@ def describe(settings: RunSettings, profile: str) -> str:
     return ", ".join(parts if len(parts) > 1 else parts + ["recipe augmentation, no balancing"])
 
 
-def _run_fold(name, prepared, settings, args, plan, placement, log) -> dict:
+def _run_fold(name, prepared, settings, job: CrossvalJob, plan, placement, log) -> dict:
     """Train and score one fold in OUT/folds/NAME; returns its record (also written as fold.json)."""
     import keras
 
     from train.fit import Interrupted
     from train.run import fit_prepared
 
-    fold_dir = args.out / "folds" / name
+    fold_dir = job.out / "folds" / name
     fold_settings = dataclasses.replace(settings, data={**settings.data, "held_out": name})
     keras.utils.set_random_seed(settings.seed)
     started = time.time()
     try:
         outcome = fit_prepared(prepared, fold_settings, fold_dir, placement,
-                               resume=(fold_dir / "checkpoint" / "state.json").is_file(), workers=args.workers,
-                               checkpoint_every=plan["checkpoint_every"], save_model=args.keep_models,
+                               resume=(fold_dir / "checkpoint" / "state.json").is_file(), workers=job.workers,
+                               checkpoint_every=plan["checkpoint_every"], save_model=job.keep_models,
                                command=command_line("crossval"),
                                log=lambda text: log(f"[{name}] {text}"))
     except Interrupted as stop:
@@ -320,45 +352,45 @@ def _run_fold(name, prepared, settings, args, plan, placement, log) -> dict:
                          outcome.thresholds["validation"], len(outcome.history), time.time() - started)
     write_split(fold_dir / "split.csv", prepared)
     report.write_json(fold_dir / "fold.json", record)
-    if not args.keep_checkpoints:
+    if not job.keep_checkpoints:
         shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     return record
 
 
-def run(args, plan: dict, settings: RunSettings, log=print) -> dict:
+def run(job: CrossvalJob, plan: dict, settings: RunSettings, log=print) -> dict:
     """Every fold (skipping those already finished when resuming), then the table; returns crossval.json's payload."""
     import json
 
-    names, make = _folds(args, plan, settings, log)
-    if args.export_folds:  # no model: the backend is never started
-        export(names, make, args.out, args.jpeg_quality, log)
+    names, make = _folds(job, plan, settings, log)
+    if job.export_folds:  # no model: the backend is never started
+        export(names, make, job.out, job.jpeg_quality, log)
         return {}
     from train import distribute
 
-    placement = distribute.place(args.cpu_replicas)
+    placement = distribute.place(job.cpu_replicas)
     try:
         distribute.check_batch_size(settings.optimisation.batch_size, placement.replicas)
     except ValueError as error:
         raise DataError(str(error)) from error
     log(f"Backend {placement.backend}: {placement.description}; {placement.replicas} replica(s).")
-    saved = args.out / "crossval_settings.json"
-    if args.resume:
+    saved = job.out / "crossval_settings.json"
+    if job.resume:
         changed = settings.differences(json.loads(saved.read_text())["settings"])
         if changed:
             raise DataError(f"--resume needs the interrupted run's settings; these differ: {', '.join(changed)}.")
     else:
         report.write_json(saved, {"settings": settings.to_dict(), "plan": plan, "held_out": names})
     command = command_line("crossval")
-    payload = {"title": describe(settings, args.profile), "command": command, "seed": settings.seed,
+    payload = {"title": describe(settings, job.profile), "command": command, "seed": settings.seed,
                "plan": plan, "settings": settings.to_dict(), "folds": []}
     for name in names:
-        done = args.out / "folds" / name / "fold.json"
-        if args.resume and done.is_file():
+        done = job.out / "folds" / name / "fold.json"
+        if job.resume and done.is_file():
             log(f"[{name}] already finished; kept.")
             payload["folds"].append(json.loads(done.read_text()))
         else:
-            payload["folds"].append(_run_fold(name, make(name), settings, args, plan, placement, log))
-        write_table(args.out, payload)  # after every fold, so partial results can be read
+            payload["folds"].append(_run_fold(name, make(name), settings, job, plan, placement, log))
+        write_table(job.out, payload)  # after every fold, so partial results can be read
     return payload
 
 
@@ -368,8 +400,9 @@ def main(argv=None) -> int:
     try:
         plan = plan_of(args)
         settings = settings_of(args, plan)
-        check_arguments(args, plan, settings)
-        payload = run(args, plan, settings, log=lambda text: print(text, flush=True))
+        job = CrossvalJob.from_args(args)
+        check_arguments(job, plan, settings)
+        payload = run(job, plan, settings, log=lambda text: print(text, flush=True))
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -177,7 +177,8 @@ def test_export_folds_writes_every_fold_in_one_bundle(sources, crop_cache, tmp_p
     assert crossval.bundled_folds(bundle) == ["br35h", "mos", "lgg"]
     args = crossval.parser().parse_args(["--out", str(tmp_path / "x"), *common])
     plan = crossval.plan_of(args)
-    _, make = crossval._folds(args, plan, crossval.settings_of(args, plan), log=lambda text: None)
+    _, make = crossval._folds(crossval.CrossvalJob.from_args(args), plan, crossval.settings_of(args, plan),
+                              log=lambda text: None)
     for name in ("br35h", "mos", "lgg"):
         fold, built = crossval.load_fold(bundle, name), make(name)
         assert fold.report["held_out"] == name and set(fold.source[fold.split == "test"].tolist()) == {name}
@@ -187,8 +188,10 @@ def test_export_folds_writes_every_fold_in_one_bundle(sources, crop_cache, tmp_p
     with pytest.raises(DataError, match="holds no fold 'nav'"):
         crossval.load_fold(bundle, "nav")
     bundled = crossval.parser().parse_args(["--out", str(tmp_path / "y"), "--bundles", str(out), "--held-out", "mos"])
-    names, load = crossval._folds(bundled, plan, crossval.settings_of(bundled, plan), log=lambda text: None)
+    names, load = crossval._folds(crossval.CrossvalJob.from_args(bundled), plan, crossval.settings_of(bundled, plan),
+                                  log=lambda text: None)
     assert names == ["mos"] and np.array_equal(load("mos").path, make("mos").path)
     empty = crossval.parser().parse_args(["--out", str(tmp_path / "z"), "--bundles", str(tmp_path)])
     with pytest.raises(DataError, match="No folds.npz in"):
-        crossval._folds(empty, plan, crossval.settings_of(empty, plan), log=lambda text: None)
+        crossval._folds(crossval.CrossvalJob.from_args(empty), plan, crossval.settings_of(empty, plan),
+                        log=lambda text: None)

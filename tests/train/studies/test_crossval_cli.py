@@ -16,20 +16,21 @@ from train.transforms.appearance import OFF, STANDARD
 
 
 def crossval_args(*extra, out="cv_out"):
+    """(job, plan, settings) of a crossval command line."""
     args = crossval.parser().parse_args(["--out", str(out), *extra])
     plan = crossval.plan_of(args)
-    return args, plan, crossval.settings_of(args, plan)
+    return crossval.CrossvalJob.from_args(args), plan, crossval.settings_of(args, plan)
 
 
 def test_profiles_fill_what_is_not_given():
-    args, plan, settings = crossval_args()
+    _, plan, settings = crossval_args()
     assert plan == {"image_size": 64, "cap": 150, "test_cap": 300, "val_split": 0.2, "checkpoint_every": 5}
     assert settings.optimisation.epochs == 5 and settings.optimisation.batch_size == 32
     assert settings.optimisation.lr == 1e-3 and not settings.pretrained and settings.trainable_from == "conv1"
     assert settings.balance == "none" and settings.appearance == OFF and settings.normalise == "none"
     assert settings.bn_momentum == 0.9  # 60 steps from random initialisation: settled statistics
     assert crossval_args("--bn-momentum", "0.95")[2].bn_momentum == 0.95
-    args, plan, settings = crossval_args("--profile", "full", "--epochs", "30", "--cap", "0", "--balance",
+    _, plan, settings = crossval_args("--profile", "full", "--epochs", "30", "--cap", "0", "--balance",
                                          "source-class", "--appearance", "standard", "--appearance-noise", "3")
     assert plan["image_size"] == 224 and plan["cap"] is None and plan["test_cap"] is None
     assert settings.optimisation.epochs == 30 and settings.optimisation.batch_size == 64
@@ -47,9 +48,9 @@ def test_profiles_fill_what_is_not_given():
     (["--resume"], "Nothing to resume in"),
 ])
 def test_crossval_argument_errors(extra, message, tmp_path):
-    args, plan, settings = crossval_args(*extra, out=tmp_path / "new")
+    job, plan, settings = crossval_args(*extra, out=tmp_path / "new")
     with pytest.raises(DataError, match=message):
-        crossval.check_arguments(args, plan, settings)
+        crossval.check_arguments(job, plan, settings)
 
 
 def test_crossval_refuses_an_existing_run_and_bad_sources(tmp_path, capsys):
