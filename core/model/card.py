@@ -148,3 +148,24 @@ def update_card(directory: str | os.PathLike, **entries: Any) -> ModelCard:
     card = read_card(directory).with_entries(**entries)
     write_card(directory, card)
     return card
+
+
+#: Entries of a card that no longer hold once part of its model is retrained. A new head invalidates the results
+#: measured with the old one (threshold, metrics and calibration are rewritten by whoever writes the new card);
+#: new backbone weights also invalidate what depends on the backbone's features (the tumour-type head) and the
+#: record of how the old weights were trained.
+STALE_AFTER = {
+    "head": ("weights_sha256", "external_test", "test_including_training_copies", "explanations"),
+    "backbone": ("weights_sha256", "external_test", "test_including_training_copies", "explanations", "threshold",
+                 "threshold_method", "metrics", "calibration", "tumour_type", "head_refit", "training_runs",
+                 "comparison", "leave_one_source_out", "command", "created", "seed", "data",
+                 "data_preparation_command", "training_placement", "training_hardware", "transport"),
+}
+
+
+def carried_over(card: ModelCard, retrained: str) -> dict[str, Any]:
+    """The card's entries (as in its JSON) that still hold for a model whose `retrained` part ('head' or
+    'backbone') has new weights."""
+    if retrained not in STALE_AFTER:
+        raise ValueError(f"retrained must be one of {', '.join(STALE_AFTER)}. Received: {retrained!r}")
+    return {key: value for key, value in card.to_dict().items() if key not in STALE_AFTER[retrained]}

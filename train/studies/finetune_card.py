@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.io.atomic import atomic_path, sha256_of
 from core.model.calibration import Calibration
-from core.model.card import MODEL_FILE, ModelCard, read_card, write_card
+from core.model.card import MODEL_FILE, ModelCard, carried_over, read_card, write_card
 from core.model.classifier import default_model_dir
 from train.data.discover import DataError
 from train.options import new_parser
@@ -33,13 +33,6 @@ from train.studies.refit_final import CALIBRATED_HALF, card_numbers, check_sets
 
 #: The variant finetune.keras holds, and the one the fold study selected.
 SHIPPED_VARIANT = "averaged weights, BatchNorm as trained"
-#: Entries of the start card that describe its own weights or evaluations, not the fine-tuned ones.
-STALE_ENTRIES = ("weights_sha256", "threshold", "threshold_method", "metrics", "calibration", "external_test",
-                 "test_including_training_copies", "explanations", "tumour_type", "head_refit", "training_runs",
-                 "comparison", "leave_one_source_out", "command", "created", "seed", "data",
-                 "data_preparation_command", "training_placement", "training_hardware", "transport")
-
-
 def parser():
     p = new_parser("brain-mri finetune-card", __doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished run with --held-out none")
@@ -81,7 +74,7 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
                         "is a model to ship.")
     numbers = card_numbers(split_scores(payload), seed=seed, threshold_rule=CALIBRATED_HALF)
     settings = run["settings"]
-    kept = {key: value for key, value in start.to_dict().items() if key not in STALE_ENTRIES}
+    kept = carried_over(start, "backbone")
     return {**kept, **numbers,
             "threshold_method": "0.5 on the calibrated scale: Platt scaling fitted on the validation split with "
                                 "tumour and no-tumour scans weighted equally (the probability assumes even odds "

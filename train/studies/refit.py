@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.model.card import carried_over
 from train import metrics
 from train.card import versions
 from train.data import cache, dedup, folds
@@ -289,10 +290,7 @@ def fit_final(model, start_card, pool, features: np.ndarray, settings: RefitSett
                         f"was written; the leave-one-source-out table in {settings.out} stands. Check the sources' "
                         "labels, or refit with more --epochs.")
     card = {
-        # the start model's own results describe its head, not this one
-        **{k: v for k, v in start_card.to_dict().items() if k not in ("weights_sha256", "external_test",
-                                                                      "test_including_training_copies",
-                                                                      "explanations")},
+        **carried_over(start_card, "head"),  # the start model's own results describe its head, not this one
         "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "command": command_line("refit"), "seed": settings.seed,
         "initialisation": f"backbone of {start_card.model_id}, frozen (that model's own start: "

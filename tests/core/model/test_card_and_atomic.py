@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.io.atomic import atomic_path, write_atomic
-from core.model.card import CARD_FILE, CardError, ModelCard, read_card, update_card, write_card
+from core.model.card import CARD_FILE, CardError, ModelCard, carried_over, read_card, update_card, write_card
 
 HASH = "ab" * 32
 
@@ -58,3 +58,16 @@ def test_update_card_changes_only_the_named_entries_and_leaves_no_partial_file(t
     with pytest.raises(CardError, match="threshold"):
         update_card(tmp_path, threshold=2.0)
     assert read_card(tmp_path).threshold == 0.6
+
+def test_a_new_head_keeps_the_backbone_entries_a_new_backbone_keeps_only_the_description():
+    card = ModelCard.from_dict({"name": "m", "weights_sha256": "ab" * 32, "threshold": 0.3, "intended_use": "demo",
+                                "external_test": {"x": {"auc": 0.9}}, "tumour_type": {"file": "type_head.keras"},
+                                "published_reference": "a paper"}, require_hash=False)
+    after_head = carried_over(card, "head")
+    assert "weights_sha256" not in after_head and "external_test" not in after_head
+    assert after_head["tumour_type"] == {"file": "type_head.keras"} and after_head["threshold"] == 0.3
+    after_backbone = carried_over(card, "backbone")
+    assert set(after_backbone) >= {"name", "intended_use", "published_reference"}
+    assert not {"tumour_type", "threshold", "weights_sha256", "external_test"} & set(after_backbone)
+    with pytest.raises(ValueError, match="retrained must be one of head, backbone"):
+        carried_over(card, "logit")
