@@ -75,7 +75,8 @@ def run(args) -> dict:
         raise DataError("No readable scans are left to evaluate (after skipping unreadable files and removing "
                         "copies of the training data). Check --data and --exclude-duplicates-of.")
     thresholds = {"0.5": 0.5, "card": classifier.threshold}
-    results, _ = evaluate_sets(classifier.predict_inputs, _sets_by_source(kept), thresholds, seed=args.seed)
+    results, _ = evaluate_sets(classifier.predict_inputs, _sets_by_source(kept), thresholds, seed=args.seed,
+                               normalise=classifier.normalise)
     return {"model": classifier.model_id, "data": [str(d) for d in args.data],
             "excluded_duplicates_of": [str(d) for d in args.exclude_duplicates_of], "report": report,
             "results": results}

@@ -10,11 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.imaging.normalise import NORMALISATIONS
 from core.recipe import AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, STAGES
 from train.data import dedup
 from train.data.discover import NEGATIVE_CLASSES
 from train.settings import BALANCES
-from train.transforms.appearance import NORMALISATIONS, PRESETS
+from train.transforms.appearance import PRESETS
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.imaging.normalise import normalise_crops, normaliser
 from core.model.classifier import CARD_FILE, save_classifier
 from train import distribute, metrics, report
 from train.card import build_card
@@ -22,7 +23,7 @@ from train.data.splits import Prepared, load_bundle, prepare
 from train.fit import Interrupted, train
 from train.scoring import predict_crops
 from train.settings import RunSettings
-from train.transforms.appearance import RandomAppearance, normalise_crops, normaliser
+from train.transforms.appearance import RandomAppearance
 from train.transforms.augment import Compose, recipe_augmentation, reference_histogram
 
 #: Crops pooled into the reference histogram for histogram matching (a seeded sample of training crops).
@@ -96,7 +97,7 @@ def score(model, prepared: Prepared, settings: RunSettings, placement, log=print
     predict_inputs = _predictor(model, placement)
     sets = {"validation": prepared.subset("val")}
     sets.update({f"test:{source}": prepared.source_subset("test", source) for source in prepared.test_sources()})
-    scores = {name: (labels, predict_crops(predict_inputs, normalise_crops(crops, settings.normalise)))
+    scores = {name: (labels, predict_crops(predict_inputs, crops, normalise=settings.normalise))
               for name, (crops, labels) in sets.items()}
     threshold = metrics.choose_threshold(*scores["validation"])
     thresholds = {"0.5": 0.5, "validation": threshold}

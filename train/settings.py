@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.imaging.normalise import NORMALISATIONS
 from core.recipe import (
     AUGMENTATION,
     BACKBONES,
@@ -21,7 +22,7 @@ from core.recipe import (
     default_trainable_from,
 )
 from train.data import dedup
-from train.transforms.appearance import NORMALISATIONS, OFF, PRESETS, Appearance
+from train.transforms.appearance import OFF, PRESETS, Appearance
 
 #: Entries that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("epochs",)

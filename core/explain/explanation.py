@@ -74,7 +74,7 @@ def explain(classifier, scan: PreparedScan | np.ndarray, method: str = DEFAULT_M
         raise ValueError(f"target must be one of {LABELS}. Received: target={target!r}")
     layer = layer or classifier.card.explain_layer or LAST_CONV_LAYER
     prepared = as_prepared(scan, classifier.input_size)
-    cam, probability = explainer_for(classifier, layer).run(prepared.model_input[None], chosen, target)
+    cam, probability = explainer_for(classifier, layer).run(classifier.inputs_of(prepared.grey)[None], chosen, target)
     blank = is_blank(cam)
     crop_heatmap = to_crop(cam, prepared.crop.image.shape[:2], blank)
     return Explanation(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from core.imaging.normalise import NORMALISATIONS
 from core.io.atomic import write_atomic
 from core.model.calibration import Calibration
 from core.recipe import INPUT_SIZE
@@ -117,6 +118,11 @@ def _validated(card: ModelCard, source: str, require_hash: bool) -> ModelCard:
     size = card.input.get("size", INPUT_SIZE)
     if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 1024:
         raise CardError(f"{source}: 'input.size' must be an integer between 32 and 1024. Received: {size!r}")
+    normalise = card.input.get("normalise", "none")
+    if normalise not in NORMALISATIONS:
+        raise CardError(f"{source}: 'input.normalise' must be one of {', '.join(NORMALISATIONS)}. "
+                        f"Received: {normalise!r}. A model trained with another normalisation needs the code "
+                        "that applies it at prediction time.")
     for section in ("external_test", "test_including_training_copies"):
         bad = [key for key, value in getattr(card, section).items() if not isinstance(value, dict)]
         if bad:

@@ -22,7 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from core.imaging.normalise import normalise_crops
 from core.imaging.pipeline import PreparedScan, as_prepared
+from core.imaging.preprocess import caffe_normalise
 from core.io.atomic import atomic_path, sha256_of
 from core.model.calibration import IDENTITY, Calibration
 from core.model.card import CARD_FILE, MODEL_FILE, CardError, ModelCard, read_card, write_card
@@ -224,8 +226,23 @@ class Classifier:
         """Short, stable identifier: card name plus the first 12 hex digits of the weights hash."""
         return self.card.model_id
 
+    @property
+    def normalise(self) -> str:
+        """The per-scan normalisation the model was trained with (card input.normalise; core.imaging.normalise)."""
+        return str(self.card.input.get("normalise", "none"))
+
+    def inputs_of(self, grey: np.ndarray) -> np.ndarray:
+        """uint8 (size, size) or (n, size, size) grey crops -> float32 (..., size, size, 3) network inputs: the
+        card's normalisation, then ResNet50 caffe preprocessing."""
+        return caffe_normalise(normalise_crops(grey[None], self.normalise)[0] if grey.ndim == 2
+                               else normalise_crops(grey, self.normalise))
+
+    def predict_grey(self, grey: np.ndarray) -> np.ndarray:
+        """uint8 (n, size, size) grey crops -> float32 (n,) probabilities (through inputs_of)."""
+        return self.predict_inputs(self.inputs_of(grey))
+
     def predict_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """float32 (n, size, size, 3) preprocessed inputs -> float32 (n,) probabilities."""
+        """float32 (n, size, size, 3) network inputs (see inputs_of) -> float32 (n,) probabilities."""
         inputs = np.asarray(inputs, dtype=np.float32)
         expected = (self.input_size, self.input_size, 3)
         if inputs.ndim != 4 or inputs.shape[1:] != expected:
@@ -258,7 +275,7 @@ class Classifier:
         """Prepared scans (see `core.imaging.pipeline`) -> float32 (n,) tumour probabilities."""
         if not scans:
             return np.zeros((0,), dtype=np.float32)
-        return self.predict_inputs(np.stack([as_prepared(scan, self.input_size).model_input for scan in scans]))
+        return self.predict_grey(np.stack([as_prepared(scan, self.input_size).grey for scan in scans]))
 
     def predict(self, scans: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 scans (HxW or HxWx3, any size) -> float32 (n,) tumour probabilities.
@@ -285,19 +302,6 @@ def default_model_dir() -> Path:
     return Path.cwd() / "models" / DEFAULT_MODEL_DIR.name
 
 
-def _check_normalisation(card: ModelCard, directory: Path) -> None:
-    """Refuse a model trained with a per-scan normalisation (card input.normalise) that prediction does
-    not apply: its probabilities here would be computed on differently scaled inputs."""
-    normalise = card.input.get("normalise", "none")
-    if normalise != "none":
-        raise ValueError(
-            f"The model in {directory} was trained with per-scan normalisation '{normalise}' "
-            f"(--normalise {normalise}), which the app and `python -m core` do not apply yet, so its "
-            "probabilities here would be wrong. Use a model trained with --normalise none; "
-            "`brain-mri crossval` measures such variants, as it applies the normalisation itself."
-        )
-
-
 def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     """Load a trained classifier and its model card.
 
@@ -312,7 +316,6 @@ def load_classifier(path: str | os.PathLike | None = None) -> Classifier:
     if not (directory / CARD_FILE).is_file() or not (directory / MODEL_FILE).is_file():
         raise FileNotFoundError(_no_model_message(directory))
     card = read_card(directory)
-    _check_normalisation(card, directory)
     weights_path = directory / card.weights_file
     actual = sha256_of(weights_path)
     if actual != card.weights_sha256:

@@ -72,7 +72,7 @@ def assess(classifier, scans: Sequence[PreparedScan], tta: bool = True) -> list[
     """Prepared scans -> one Assessment each, in order (one batched model call)."""
     if not scans:
         return []
-    inputs = np.stack([as_prepared(scan, classifier.input_size).model_input for scan in scans])
+    inputs = classifier.inputs_of(np.stack([as_prepared(scan, classifier.input_size).grey for scan in scans]))
     views = tta_views(inputs) if tta else inputs[None]
     flat = views.reshape(-1, *inputs.shape[1:])
     type_head = getattr(classifier, "type_head", None)

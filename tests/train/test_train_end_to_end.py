@@ -178,7 +178,7 @@ def test_tf_model_card(runs, data):
     assert card["versions"]["keras_backend"] == "tensorflow"
     assert card["versions"]["keras"] and card["versions"]["python"] and card["versions"]["numpy"]
     assert card["initialisation"].startswith("random")
-    assert card["input"]["normalise"] == "none"  # load_classifier refuses any other (prediction lacks it)
+    assert card["input"]["normalise"] == "none"  # the recipe's: no per-scan normalisation
     assert "2 logical CPU devices" in card["training_placement"]
     source = f"{data['test'].parent.name}/{data['test'].name}"
     assert card["data"]["counts_after_deduplication"] == {

@@ -105,7 +105,8 @@ def _scores(classifier, folders, side: int, job: CalibrationJob,
         if not kept:
             raise DataError(f"No scans of {folder} are left after removing copies of the training data.")
         labels = np.array([s.label for s, _ in kept])
-        raw = predict_crops(classifier.predict_inputs, np.stack([e.crop for _, e in kept]))
+        raw = predict_crops(classifier.predict_inputs, np.stack([e.crop for _, e in kept]),
+                            normalise=classifier.normalise)
         out[kept[0][0].source + ("" if halves is None else f" (patient half {side + 1})")] = (labels, raw)
     return out
 

@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         if broken:
             raise DataError(f"{len(broken)} test scans could not be read under {args.data_root} (first: "
                             f"{broken[0]}); give the --data-root the run used.")
-        other = predict_crops(classifier.predict_inputs, np.stack([entry.crop for entry in entries]))
+        other = predict_crops(classifier.predict_inputs, np.stack([entry.crop for entry in entries]),
+                              normalise=classifier.normalise)
     except (DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -64,7 +64,6 @@ from core.explain.metrics.faithfulness import (
     spearman,
 )
 from core.explain.registry import get_method
-from core.imaging.preprocess import caffe_normalise
 from core.model.labels import TUMOUR
 
 #: Methods too slow for every slice on a CPU: they run on the first --slow-limit slices.
@@ -255,7 +254,7 @@ def hidden_probabilities(classifier, explanations: dict, settings: Settings, rng
     maps += [random_map(scan.size, grid, rng) for _ in range(settings.draws)]
     maps += [rng.random(grey.shape) for _ in range(settings.draws)]
     hidden = np.stack([hide(grey, order_map, region, settings.fraction) for order_map in maps])
-    probabilities = classifier.predict_inputs(caffe_normalise(hidden))
+    probabilities = classifier.predict_grey(hidden)
     count = len(explanations)
     after = dict(zip(explanations, probabilities[:count].tolist()))
     after["random"] = float(probabilities[count : count + settings.draws].mean())
@@ -270,7 +269,7 @@ def _add_curves(curves: dict, classifier, explanations: dict, rng: np.random.Gen
     maps = {m: input_map(e) for m, e in explanations.items()}
     maps["random"] = random_map(scan.size, next(iter(explanations.values())).raw.shape, rng)
     for name, order_map in maps.items():
-        curve = deletion_curve(classifier.predict_inputs, scan.grey, order_map, region, CURVE_FRACTIONS)
+        curve = deletion_curve(classifier.predict_grey, scan.grey, order_map, region, CURVE_FRACTIONS)
         curves.setdefault(name, []).append(np.concatenate([[probability], curve]))
 
 

@@ -39,7 +39,6 @@ import numpy as np
 
 from core.explain.imputation import check_grey, impute  # noqa: F401 - impute is part of this module's API
 from core.explain.maps import to_crop
-from core.imaging.preprocess import caffe_normalise
 from core.model.labels import DISPLAY, TUMOUR
 
 #: Pointing-game tolerance in scan pixels: a peak this close to the outline counts as a hit.
@@ -201,8 +200,7 @@ def faithfulness_summary(classifier, explanation, fraction: float = APP_FRACTION
                          f"{classifier.input_size} px. Explain with this classifier first.")
     region, rng = brain_region(grey), np.random.default_rng(seed)
     maps = [input_map(explanation)] + [random_map(grey.shape[0], explanation.raw.shape, rng) for _ in range(draws)]
-    probabilities = classifier.predict_inputs(caffe_normalise(np.stack([hide(grey, m, region, fraction)
-                                                                         for m in maps])))
+    probabilities = classifier.predict_grey(np.stack([hide(grey, m, region, fraction) for m in maps]))
     return {
         "method": explanation.method, "target": explanation.target, "fraction": float(fraction),
         "probability": float(explanation.probability), "after_top": float(probabilities[0]),
@@ -231,11 +229,11 @@ def deletion_curve(predict: Callable[[np.ndarray], np.ndarray], grey: np.ndarray
                    region: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
     """float32 (len(fractions),): probabilities after hiding each top fraction of `region` by `order_map`.
 
-    predict: float32 (n, s, s, 3) model inputs -> (n,) probabilities (e.g. ``classifier.predict_inputs``).
+    predict: uint8 (n, s, s) grey crops -> (n,) probabilities (e.g. ``classifier.predict_grey``).
     grey: uint8 (s, s); order_map: float (s, s); region: bool (s, s); fractions each in (0, 1].
     """
     hidden = np.stack([hide(grey, order_map, region, fraction) for fraction in fractions])
-    return np.asarray(predict(caffe_normalise(hidden)), dtype=np.float32)
+    return np.asarray(predict(hidden), dtype=np.float32)
 
 
 def patient_bootstrap(numerator: Sequence[float], groups: Sequence[Hashable],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.imaging.preprocess import caffe_normalise
 from core.model.calibration import IDENTITY, Calibration, expected_calibration_error, fit_platt, logit, sigmoid
 from core.model.card import CardError, ModelCard
 from core.predict.assessment import UNCERTAIN, assess, tta_views, verdict
@@ -83,6 +84,9 @@ class _Constant:
     input_size = 32
     threshold = 0.5
     calibration = Calibration(slope=1.0, intercept=0.0)
+
+    def inputs_of(self, grey):
+        return caffe_normalise(grey)
 
     def predict_inputs(self, inputs):
         return sigmoid(inputs[:, :, 16:].mean(axis=(1, 2, 3)) - inputs[:, :, :16].mean(axis=(1, 2, 3)))

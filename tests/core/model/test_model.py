@@ -306,14 +306,37 @@ def test_bad_card_is_refused(tmp_path, card_text, named):
         load_classifier(directory)
 
 
-def test_model_trained_with_a_normalisation_prediction_lacks_is_refused(tmp_path):
-    card = {**CARD, "input": {"size": SIZE, "normalise": "brain"}}
-    directory = save_classifier(tiny_model(), card, tmp_path / "normalised")
-    with pytest.raises(ValueError, match="--normalise brain") as raised:
+def test_a_model_trained_with_brain_normalisation_gets_it_at_prediction_time(tmp_path):
+    from core.imaging.normalise import normalise_brain
+    from core.imaging.pipeline import prepare_pixels
+    from core.imaging.preprocess import caffe_normalise
+    from core.predict.assessment import assess
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:96, :96]
+    head = ((yy - 48) ** 2 + (xx - 48) ** 2 < 38 ** 2) * (60 + 40 * rng.random((96, 96)))  # a dim, textured disc
+    scan = prepare_pixels(head.astype(np.uint8), SIZE)
+    weights = tiny_model()
+    normalised = load_classifier(save_classifier(weights, {**CARD, "input": {"size": SIZE, "normalise": "brain"}},
+                                                 tmp_path / "brain"))
+    plain = load_classifier(save_classifier(weights, CARD, tmp_path / "plain"))
+    expected = plain.predict_inputs(caffe_normalise(normalise_brain(scan.grey))[None])
+    assert normalised.normalise == "brain" and plain.normalise == "none"
+    np.testing.assert_allclose(normalised.predict_prepared([scan]), expected, rtol=1e-5)
+    assert not np.allclose(plain.predict_prepared([scan]), expected, rtol=1e-3)  # the normalisation matters here
+    assert assess(normalised, [scan], tta=False)[0].raw == pytest.approx(float(expected[0]), rel=1e-5)
+    np.testing.assert_allclose(normalised.predict_grey(scan.grey[None]), expected, rtol=1e-5)
+
+
+def test_a_card_naming_an_unknown_normalisation_is_refused_when_written_and_when_read(tmp_path):
+    message = "'input.normalise' must be one of none, brain. Received: 'zscore'"
+    with pytest.raises(ValueError, match=message):
+        save_classifier(tiny_model(), {**CARD, "input": {"size": SIZE, "normalise": "zscore"}}, tmp_path / "new")
+    directory = save_classifier(tiny_model(), CARD, tmp_path / "edited")
+    card = json.loads((directory / CARD_FILE).read_text())
+    (directory / CARD_FILE).write_text(json.dumps({**card, "input": {"size": SIZE, "normalise": "zscore"}}))
+    with pytest.raises(ValueError, match=message):
         load_classifier(directory)
-    assert "--normalise none" in str(raised.value)
-    plain = save_classifier(tiny_model(), {**CARD, "input": {"size": SIZE, "normalise": "none"}}, tmp_path / "plain")
-    assert load_classifier(plain).input_size == SIZE
 
 
 def test_missing_directory_says_how_to_get_a_model(tmp_path):

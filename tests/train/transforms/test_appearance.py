@@ -1,4 +1,4 @@
-"""train.transforms.appearance: appearance augmentation and per-scan normalisation (no model)."""
+"""train.transforms.appearance: appearance augmentation (no model)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tests.support.synthetic import brain
 from train.transforms.appearance import (
     OFF,
     STANDARD,
     Appearance,
     RandomAppearance,
-    normalise_brain,
-    normalise_crops,
-    normaliser,
 )
-
-
-def brain(size=64, level=120, seed=0) -> np.ndarray:
-    """uint8 (size, size): a textured ellipse on a black background, like a brain crop."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    inside = ((xx - size / 2) / (0.45 * size)) ** 2 + ((yy - size / 2) / (0.4 * size)) ** 2 <= 1
-    values = np.clip(rng.normal(level, 25, (size, size)), 1, 255)
-    return np.where(inside, values, 0).astype(np.uint8)
-
 
 ONE_STEP = {  # each setting enables exactly one step, always applied (p = 1)
     "gamma": Appearance(gamma=(1.6, 1.8), p=1.0),
@@ -101,31 +89,3 @@ def test_settings_record_round_trips():
     assert record["gamma"] == [0.7, 1.5] and record["jpeg"] == 30
     assert Appearance(**record) == STANDARD  # lists become tuples again
     assert dataclasses.replace(STANDARD, noise=0.0).noise == 0.0
-
-
-def test_normalise_brain_undoes_global_intensity_changes():
-    image = brain(level=120)
-    darker = (image.astype(np.float32) * 0.6).astype(np.uint8)
-    a, b = normalise_brain(image), normalise_brain(darker)
-    assert a.dtype == np.uint8 and a.shape == image.shape
-    tissue = image >= 8
-    assert np.all(a[~tissue] == 0)
-    low, high = np.percentile(a[tissue], [1, 99])
-    assert abs(low - 20) <= 2 and abs(high - 235) <= 2
-    assert np.abs(a.astype(int) - b).mean() < 3  # brightness and contrast of the scan no longer matter
-    assert np.abs(image.astype(int) - darker).mean() > 20
-
-
-def test_normalise_blank_and_modes():
-    blank = np.zeros((32, 32), np.uint8)
-    np.testing.assert_array_equal(normalise_brain(blank), blank)
-    with pytest.raises(ValueError, match="HxW"):
-        normalise_brain(np.zeros((8, 8, 3), np.uint8))
-    crops = np.stack([brain(32), brain(32, level=60, seed=1)])
-    assert normalise_crops(crops, "none") is crops
-    out = normalise_crops(crops, "brain")
-    assert out.shape == crops.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[1], normalise_brain(crops[1]))
-    assert normaliser("none") is None
-    with pytest.raises(ValueError, match="normalise must be one of none, brain"):
-        normaliser("zscore")

@@ -265,8 +265,8 @@ def test_hiding_the_highlighted_disc_drops_the_probability(disc_classifier):
 def test_deletion_curve_falls_at_once_for_the_map_not_for_random(disc_classifier):
     result = explain(disc_classifier, disc_scan(), "gradcam")
     grey, region = result.scan.grey, brain_region(result.scan.grey)
-    curve = deletion_curve(disc_classifier.predict_inputs, grey, input_map(result), region, (0.05, 0.1, 0.3))
-    flat = deletion_curve(disc_classifier.predict_inputs, grey, np.zeros((SIZE, SIZE)), region, (0.05, 0.3))
+    curve = deletion_curve(disc_classifier.predict_grey, grey, input_map(result), region, (0.05, 0.1, 0.3))
+    flat = deletion_curve(disc_classifier.predict_grey, grey, np.zeros((SIZE, SIZE)), region, (0.05, 0.3))
     assert curve.shape == (3,) and np.all(curve < 0.1)
     assert np.all(flat > 0.99)  # a flat map hides nothing
 
