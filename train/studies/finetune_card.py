@@ -85,15 +85,30 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
                             "stages_trained": [f"conv{n}" for n in range(int(settings["trainable_from"][-1]), 6)]
                             + ["head"],
                             "images_seen": run["images_seen"], "settings": settings},
-            "leave_one_source_out": {"recipe": "the same fine-tuning from the same start model, one source held out",
-                                     "caveat": _budget_caveat(list(folds.values()), run["images_seen"]),
+            "leave_one_source_out": {"recipe": "fine-tuning from the same start model with one source held out (a "
+                                               "fresh head: the start head saw every source); see the caveat",
+                                     "caveat": _budget_caveat(list(folds.values()), run["images_seen"], settings),
                                      "results": list(folds), "rows": [fold_row(f) for f in folds.values()]}}
 
 
-def _budget_caveat(folds: list[dict], images_seen: int) -> str:
-    """'folds fine-tuned on 9,600 images, this model on 40,320' (the folds' budgets may differ)."""
+#: Run settings that differ between a fold and the model by design (the held-out source, the budget).
+_BUDGET_SETTINGS = ("held_out", "steps", "warmup_steps", "checkpoint_minutes")
+
+
+def _budget_caveat(folds: list[dict], images_seen: int, settings: dict | None = None) -> str:
+    """'folds fine-tuned on 9,600 images, this model on 40,320', then every other setting in which a fold differs
+    from the model ('; folds with lr 0.0001, this model with lr 3e-05'), so a row is not read as this model's."""
     budgets = " and ".join(f"{n:,}" for n in sorted({f["images_seen"] for f in folds}))
-    return f"folds fine-tuned on {budgets or 'no'} images, this model on {images_seen:,}"
+    text = f"folds fine-tuned on {budgets or 'no'} images, this model on {images_seen:,}"
+    settings, runs = settings or {}, [fold.get("settings", {}) for fold in folds]
+    known = set(settings).union(*runs) - set(_BUDGET_SETTINGS)
+    # A setting a run does not record is off (e.g. keep_head, added after the first runs).
+    names = sorted(name for name in known if any(run.get(name, False) != settings.get(name, False) for run in runs))
+    if names:
+        folds_had = ", ".join(f"{name} {' / '.join(sorted({str(run.get(name, False)) for run in runs}))}"
+                              for name in names)
+        text += f"; folds with {folds_had}, this model with {', '.join(f'{n} {settings.get(n, False)}' for n in names)}"
+    return text
 
 
 def write_model(run_dir: Path, out: Path, entries: dict, payload: dict) -> Path:

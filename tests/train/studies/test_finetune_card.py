@@ -86,6 +86,18 @@ def test_a_finished_run_becomes_a_loadable_model_whose_card_recomputes(run_dirs,
     assert (out / "calibration_reliability.png").stat().st_size > 0
 
 
+def test_the_caveat_names_every_setting_in_which_the_folds_differ_from_the_model():
+    fold = {"images_seen": 9600, "settings": {"lr": 1e-4, "gin": True, "held_out": "lgg", "steps": 300}}
+    other = {"images_seen": 9600, "settings": {"lr": 1e-4, "gin": True, "held_out": "mos", "steps": 300}}
+    same = {"lr": 1e-4, "gin": True, "held_out": "none", "steps": 600}
+    assert finetune_card._budget_caveat([fold, other], 19200, same) == (
+        "folds fine-tuned on 9,600 images, this model on 19,200")  # held-out source and budget differ by design
+    kept = {**same, "lr": 3e-5, "keep_head": True}
+    assert finetune_card._budget_caveat([fold, other], 19200, kept) == (
+        "folds fine-tuned on 9,600 images, this model on 19,200; folds with keep_head False, lr 0.0001, "
+        "this model with keep_head True, lr 3e-05")
+
+
 def test_the_balanced_calibration_ignores_the_four_to_one_class_share(run_dirs):
     """The validation split holds four tumours per normal; the threshold is where the classes' logits meet,
     not shifted by log(4) toward calling everything tumour."""
