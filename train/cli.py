@@ -10,7 +10,6 @@ metrics.json, report.json (unreadable files, duplicate pairs) and plots/.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from train.options import (
     add_generalisation_arguments,
     add_recipe_arguments,
     new_parser,
+    run_guarded,
 )
 from train.settings import RunSettings
 
@@ -82,25 +82,23 @@ def _check_resume(run_dir: Path, settings: RunSettings) -> None:
         raise DataError(f"--resume needs the interrupted run's settings; these differ: {', '.join(changed)}.")
 
 
+def _checked_run(args) -> None:
+    check_arguments(args)
+    settings = settings_of(args)
+    if args.resume:
+        _check_resume(args.out, settings)
+    elif (args.out / "model").exists() or (args.out / "checkpoint").exists():
+        raise DataError(f"{args.out} already holds a run. Choose another --out, or add --resume.")
+    from train.run import run  # imports the backend: only once the arguments are known to be good
+
+    run(args, settings)
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     started = time.time()
-    try:
-        check_arguments(args)
-        settings = settings_of(args)
-        if args.resume:
-            _check_resume(args.out, settings)
-        elif (args.out / "model").exists() or (args.out / "checkpoint").exists():
-            raise DataError(f"{args.out} already holds a run. Choose another --out, or add --resume.")
-        from train.run import run  # imports the backend: only once the arguments are known to be good
-
-        run(args, settings)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. Continue with the same command plus --resume (checkpoint in {args.out}).",
-              file=sys.stderr)
-        return 130
+    code, _ = run_guarded(lambda: _checked_run(args), args.out, "checkpoint")
+    if code:
+        return code
     print(f"Finished in {time.time() - started:.0f} s. Results in {args.out}.")
     return 0

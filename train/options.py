@@ -133,3 +133,18 @@ def command_line(command: str, prog: str | None = None) -> str:
     if arguments[:1] == [command]:
         arguments = arguments[1:]
     return " ".join([prog or f"brain-mri {command}", *arguments])
+
+
+def run_guarded(action, out: Path, what: str = "results"):
+    """Run a command's body: (0, its result), or (2, None) after printing a DataError as 'error: ...', or
+    (130, None) after saying how to resume when interrupted (Ctrl-C). `what`: what `out` holds for the resume."""
+    from train.data.discover import DataError
+
+    try:
+        return 0, action()
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Continue with the same command plus --resume ({what} in {out}).", file=sys.stderr)
+        return 130, None

@@ -37,6 +37,7 @@ from train.options import (
     add_label_arguments,
     command_line,
     new_parser,
+    run_guarded,
 )
 from train.settings import RunSettings, augmentation_of, generalisation_of, picked
 from train.studies.crossval_table import write_table
@@ -394,22 +395,20 @@ def run(job: CrossvalJob, plan: dict, settings: RunSettings, log=print) -> dict:
     return payload
 
 
+def _checked_run(args) -> dict:
+    plan = plan_of(args)
+    settings = settings_of(args, plan)
+    job = CrossvalJob.from_args(args)
+    check_arguments(job, plan, settings)
+    return run(job, plan, settings, log=lambda text: print(text, flush=True))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     started = time.time()
-    try:
-        plan = plan_of(args)
-        settings = settings_of(args, plan)
-        job = CrossvalJob.from_args(args)
-        check_arguments(job, plan, settings)
-        payload = run(job, plan, settings, log=lambda text: print(text, flush=True))
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. Continue with the same command plus --resume (results in {args.out}).",
-              file=sys.stderr)
-        return 130
+    code, payload = run_guarded(lambda: _checked_run(args), args.out)
+    if code:
+        return code
     if payload:
         print((args.out / "crossval.md").read_text(), end="")
     print(f"Finished in {time.time() - started:.0f} s. Results in {args.out}.")
