@@ -361,7 +361,15 @@ def model_held_out(model_dir: Path | None) -> tuple[set[str], list[Path]]:
     from core.model.card import read_card
     from train.data.folds import DEFAULT_SOURCES
 
-    card = read_card(model_dir or ROOT / "models" / "brain-mri-resnet50").to_dict()
+    directory = model_dir or ROOT / "models" / "brain-mri-resnet50"
+    card = read_card(directory).to_dict()
+    fine_tuning = card.get("fine_tuning") or {}
+    if fine_tuning.get("scores_file"):  # a fine-tuned backbone: its run's split, every source's folders
+        from train.data.folds import ALL_SEQUENCES
+
+        payload = json.loads((Path(directory) / fine_tuning["scores_file"]).read_text())
+        sources = sorted(set(payload["sources"]["val"]) | set(payload["sources"]["test"]))
+        return set(payload["scans"]["test"]), [DATA / folder for s in sources for folder in ALL_SEQUENCES.get(s, ())]
     table = (card.get("leave_one_source_out") or {}).get("table")
     scores = ROOT / Path(table).parent / "scores.json" if table else None
     if scores is None or not scores.is_file():

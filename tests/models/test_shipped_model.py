@@ -21,7 +21,7 @@ REQUIRED_CARD_FIELDS = ("name", "command", "seed", "versions", "initialisation",
 #: The run that fitted the shipped head: its leave-one-source-out table and scores.json.
 RUN_DIR = DEFAULT_MODEL_DIR / "training_runs" / "head_refit"
 #: A fine-tuned model's run on every source: its results.json and scores.json.
-FINETUNE_RUN_DIR = DEFAULT_MODEL_DIR / "training_runs" / "finetune"
+FINETUNE_RUN_DIR = DEFAULT_MODEL_DIR / "training_runs" / "finetune"  # finetune_card.SCORES_IN_MODEL's folder
 REPO = DEFAULT_MODEL_DIR.parents[1]
 
 

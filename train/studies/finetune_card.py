@@ -33,6 +33,10 @@ from train.studies.refit_final import CALIBRATED_HALF, card_numbers, check_sets
 
 #: The variant finetune.keras holds, and the one the fold study selected.
 SHIPPED_VARIANT = "averaged weights, BatchNorm as trained"
+#: Where the model directory keeps the run's scores.json (the card's numbers recompute from it).
+SCORES_IN_MODEL = "training_runs/finetune/scores.json"
+
+
 def parser():
     p = new_parser("brain-mri finetune-card", __doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished run with --held-out none")
@@ -81,7 +85,10 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
                                 "before the scan is seen)",
             "created": date.today().isoformat(), "command": run["command"], "seed": settings["seed"],
             "data": {"counts": run["counts"], "sources": sorted(set(payload["sources"]["test"]))},
+            "training_runs": f"{SCORES_IN_MODEL} (every validation and test scan's probability of each variant of "
+                             "the fine-tuning run; the card's numbers recompute from it)",
             "fine_tuning": {"start_model": run["start_model"], "variant": SHIPPED_VARIANT,
+                            "scores_file": SCORES_IN_MODEL,
                             "stages_trained": [f"conv{n}" for n in range(int(settings["trainable_from"][-1]), 6)]
                             + ["head"],
                             "images_seen": run["images_seen"], "settings": settings},
@@ -112,12 +119,14 @@ def _budget_caveat(folds: list[dict], images_seen: int, settings: dict | None = 
 
 
 def write_model(run_dir: Path, out: Path, entries: dict, payload: dict) -> Path:
-    """Copy the run's weights to out/model.keras, draw the calibration check, then write the card with the
-    weights' hash (each file atomically; the card last)."""
+    """Copy the run's weights to out/model.keras and its scores.json to out/SCORES_IN_MODEL, draw the calibration
+    check, then write the card with the weights' hash (each file atomically; the card last)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE, suffix=".keras") as temporary:
         shutil.copyfile(run_dir / RUN_MODEL_FILE, temporary)
         digest = sha256_of(temporary)
+    with atomic_path(out / SCORES_IN_MODEL) as temporary:
+        shutil.copyfile(run_dir / SCORES_FILE, temporary)
     checks = check_sets(split_scores(payload))
     plot_calibration_check(out / RELIABILITY_PLOT, Calibration.from_dict(entries["calibration"]), checks)
     write_card(out, ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest}))

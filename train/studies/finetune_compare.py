@@ -5,8 +5,11 @@
 Scores the other model (default: the shipped one) on the test split the run scored (scores.json), and writes
 compare.json and compare.md (into --out, default the run folder): per data folder and over all slices, the AUC
 with its bootstrap interval of the run's shipped variant (the averaged weights, BatchNorm as trained) and of the
-other model. A model that trained on some of those slices (a head refit on the same sources, split differently)
-has an advantage there; the table says what each was scored on, not what each would do on a source it never saw.
+other model, then per patient where the data folder names its patients (LGG: each of the few test patients
+in each sequence, a point AUC without interval), and the other model's raw probability of every test slice (the
+run's own are in its scores.json). A model that trained on some of those slices (a head refit on the same
+sources, split differently) has an advantage there; the table says what each was scored on, not what each would do
+on a source it never saw.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from core.io.atomic import write_atomic
 from train import metrics
@@ -54,6 +58,32 @@ def comparison(labels: np.ndarray, folders: np.ndarray, scores: dict[str, np.nda
     return table
 
 
+def patients_of(paths: list[str], data_root: Path) -> np.ndarray:
+    """str (n,): the patient of each run-relative scan path, from its data folder's manifest.csv ('' unknown)."""
+    from train.data.discover import read_patients
+
+    manifests = {}
+    out = []
+    for path in paths:
+        folder = folds.folder_of(f"x/{path}")
+        if folder not in manifests:
+            manifests[folder] = read_patients(data_root / folder) or {}
+        out.append(manifests[folder].get(path[len(folder) + 1:], ""))
+    return np.array(out)
+
+
+def by_patient(labels: np.ndarray, folders: np.ndarray, patients: np.ndarray, scores: dict[str, np.ndarray]) -> dict:
+    """{"FOLDER PATIENT": {"n", "tumour", name: point AUC}} for every known patient with slices of both classes."""
+    table = {}
+    for folder, patient in sorted({(f, p) for f, p in zip(folders.tolist(), patients.tolist()) if p}):
+        chosen = (folders == folder) & (patients == patient)
+        if len(set(labels[chosen].tolist())) == 2:
+            table[f"{folder} {patient}"] = {"n": int(chosen.sum()), "tumour": int(labels[chosen].sum()),
+                                            **{name: float(roc_auc_score(labels[chosen], probs[chosen]))
+                                               for name, probs in scores.items()}}
+    return table
+
+
 def to_markdown(result: dict) -> str:
     """The comparison as a table: one row per folder, AUC [95% CI] of each model."""
     names = result["models"]
@@ -65,6 +95,11 @@ def to_markdown(result: dict) -> str:
             cells.append("-" if block is None else
                          f"{block['auc']:.3f} [{block['auc_ci95'][0]:.3f}, {block['auc_ci95'][1]:.3f}]")
         lines.append(f"| {folder} | {row['n']} ({row['tumour']}) | " + " | ".join(cells) + " |")
+    if result.get("by_patient"):
+        lines += ["", "| patient | n (tumour) | " + " | ".join(f"AUC {name}" for name in names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        lines += [f"| {key} | {row['n']} ({row['tumour']}) | " + " | ".join(f"{row[name]:.3f}" for name in names)
+                  + " |" for key, row in result["by_patient"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -94,9 +129,11 @@ def main(argv=None) -> int:
     start = json.loads((args.run / "results.json").read_text()).get("start_model", "start model")
     names = [f"fine-tuned ({SHIPPED_VARIANT})", classifier.model_id]
     scores = {names[0]: np.asarray(payload["variants"][SHIPPED_VARIANT]["test"], float), names[1]: other}
-    folders = np.array([folds.folder_of(f"x/{path}") for path in paths])
+    folders, labels = np.array([folds.folder_of(f"x/{path}") for path in paths]), np.asarray(payload["labels"]["test"])
     result = {"run": args.run.name, "start_model": start, "models": names,
-              "table": comparison(np.asarray(payload["labels"]["test"], int), folders, scores)}
+              "table": comparison(labels.astype(int), folders, scores),
+              "by_patient": by_patient(labels.astype(int), folders, patients_of(paths, args.data_root), scores),
+              "probs": {names[1]: [round(float(p), 6) for p in other]}}
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / COMPARE_FILE, json.dumps(result, indent=1) + "\n")
     write_atomic(out / "compare.md", to_markdown(result))

@@ -78,6 +78,9 @@ def test_a_finished_run_becomes_a_loadable_model_whose_card_recomputes(run_dirs,
     assert card["intended_use"] == "tests" and card["explain_layer"] == "last_conv"
     assert card["fine_tuning"]["stages_trained"] == ["conv4", "conv5", "head"]
     assert card["fine_tuning"]["images_seen"] == 128 and card["command"].startswith("brain-mri finetune")
+    scores = out / card["fine_tuning"]["scores_file"]  # the model directory holds what its numbers come from
+    assert scores.read_bytes() == (run_dirs["run"] / "scores.json").read_bytes()
+    assert card["training_runs"].startswith(card["fine_tuning"]["scores_file"])
     (row,) = card["leave_one_source_out"]["rows"]
     assert {key: row[key] for key in ("held_out", "tumour", "no_tumour", "auc", "auc_low", "auc_high")} == {
         "held_out": "lgg", "tumour": 30, "no_tumour": 20, "auc": 0.8, "auc_low": 0.7, "auc_high": 0.9}
