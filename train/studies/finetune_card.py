@@ -79,7 +79,7 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
     numbers = card_numbers(split_scores(payload), seed=seed, threshold_rule=CALIBRATED_HALF)
     settings = run["settings"]
     kept = carried_over(start, "backbone")
-    return {**kept, **numbers,
+    return {**kept, **numbers, **described(start, run),
             "threshold_method": "0.5 on the calibrated scale: Platt scaling fitted on the validation split with "
                                 "tumour and no-tumour scans weighted equally (the probability assumes even odds "
                                 "before the scan is seen)",
@@ -100,6 +100,37 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
 
 #: Run settings that differ between a fold and the model by design (the held-out source, the budget).
 _BUDGET_SETTINGS = ("held_out", "steps", "warmup_steps", "checkpoint_minutes")
+
+
+def described(start: ModelCard, run: dict) -> dict:
+    """The card's prose about these weights: where they started, what they cannot claim, the versions that trained
+    them (the start card's own entries describe the start model's weights)."""
+    from train.card import versions
+
+    settings, images = run["settings"], run["images_seen"]
+    head = "its head" if settings.get("keep_head") else "a fresh head"
+    return {
+        "initialisation": f"the backbone of {run['start_model']} (itself: {start.initialisation or 'not stated'}), "
+                          f"fine-tuned from {settings['trainable_from']} on, with {head}, on every source",
+        "versions": versions(),
+        "limitations": [
+            "Research and teaching demo only; never use it for a clinical decision.",
+            f"The backbone was fine-tuned on a CPU for {images:,} augmented images from {settings['trainable_from']} "
+            "on; the stages before it keep what they learned from the start model's training data alone.",
+            "On a source it has not seen, expect the leave_one_source_out rows (fold runs of the same fine-tuning "
+            "with that source held out; see their caveat), not metrics.test; the targets (AUC 0.88 on each unseen "
+            "source) are not met.",
+            "metrics.test is in-distribution: held-out groups (copies kept together, LGG by patient across its "
+            "sequences) of the same sources. It says how the model does on scans like its training scans, not on a "
+            "new scanner, hospital or sequence.",
+            "MOS keeps few independent normal slices (most of its normals are copies of Br35H and are removed), so "
+            "its specificity rests on a handful of slices.",
+            "The calibration was fitted on the validation split of the same sources with both classes weighted "
+            "equally; on a new source the calibrated probability can be far off (calibration.after gives the error "
+            "per source).",
+            "2D slices only, one label per slice (tumour / no tumour); the tumour type comes from a separate head.",
+        ],
+    }
 
 
 def _budget_caveat(folds: list[dict], images_seen: int, settings: dict | None = None) -> str:

@@ -76,6 +76,10 @@ def test_a_finished_run_becomes_a_loadable_model_whose_card_recomputes(run_dirs,
     # entries about the start model's weights are gone; its description stays
     assert "explanations" not in card and "tumour_type" not in card and classifier.type_head is None
     assert card["intended_use"] == "tests" and card["explain_layer"] == "last_conv"
+    start = json.loads((run_dirs["start"] / "model_card.json").read_text())
+    assert card["limitations"] != start["limitations"] and "fine-tuned" in card["initialisation"]
+    start_model = json.loads((run_dirs["run"] / "results.json").read_text())["start_model"]
+    assert card["initialisation"].startswith(f"the backbone of {start_model}")
     assert card["fine_tuning"]["stages_trained"] == ["conv4", "conv5", "head"]
     assert card["fine_tuning"]["images_seen"] == 128 and card["command"].startswith("brain-mri finetune")
     scores = out / card["fine_tuning"]["scores_file"]  # the model directory holds what its numbers come from
