@@ -55,14 +55,21 @@ def _interval_for(key: str, siblings: dict) -> Any:
 
 
 def _training_data(card: ModelCard) -> str:
-    """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card."""
-    counts = card.data.get("counts_after_deduplication") if isinstance(card.data, dict) else None
+    """'train: data/br35h 1348 tumour / 1347 no tumour; val: ...' from a trainer-written card; 'train: 10143 scans;
+    val: 728 scans; sources: br35h, lgg, mos' from a fine-tuned model's card (counts per split only)."""
+    data = card.data if isinstance(card.data, dict) else {}
+    counts = data.get("counts_after_deduplication")
     parts = []
     for split, sources in (counts.items() if isinstance(counts, dict) else ()):
         for source, n in (sources.items() if isinstance(sources, dict) else ()):
             if not isinstance(n, dict):
                 continue
             parts.append(f"{split}: {source} {n.get('tumour', 0)} tumour / {n.get('no_tumour', 0)} no tumour")
+    if not parts and isinstance(data.get("counts"), dict):
+        parts = [f"{split}: {n} scans" for split, n in data["counts"].items()
+                 if split in ("train", "val", "test") and isinstance(n, int)]
+        if parts and isinstance(data.get("sources"), list):
+            parts.append(f"sources: {', '.join(map(str, data['sources']))}")
     if card.initialisation:
         parts.append(f"initialisation: {card.initialisation}")
     return "; ".join(parts)

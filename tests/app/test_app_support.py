@@ -42,9 +42,12 @@ def test_summary_shows_external_results_of_a_trainer_card():
 def test_summary_shows_training_counts_and_initialisation():
     card = shipped_card()
     summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
-    train = card["data"]["counts_after_deduplication"]["train"]
-    for source, counts in train.items():
-        assert f"train: {source} {counts['tumour']} tumour / {counts['no_tumour']} no tumour" in summary["data"]
+    if "counts_after_deduplication" in card["data"]:  # a head refit's card: counts per split and source
+        for source, counts in card["data"]["counts_after_deduplication"]["train"].items():
+            assert f"train: {source} {counts['tumour']} tumour / {counts['no_tumour']} no tumour" in summary["data"]
+    else:  # a fine-tuned model's card: counts per split, and the sources
+        assert f"train: {card['data']['counts']['train']} scans" in summary["data"]
+        assert f"sources: {', '.join(card['data']['sources'])}" in summary["data"]
     assert card["initialisation"] in summary["data"]
     calibrated = Calibration.from_dict(card["calibration"])([card["threshold"]])[0]
     assert summary["threshold"] == (f"{calibrated:.3f} on the calibrated probability "
