@@ -37,3 +37,11 @@ def pytest_runtest_makereport(item, call):
     report.outcome = "failed"
     report.longrepr = (f"{item.nodeid} would have skipped ({reason}), but {STRICT_ENV} is set: CI must have "
                        "../shared/data, Chromium and every test package. Fix the set-up, not the test.")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test files holding slow tests first (order within a file kept): with two workers, each taking whole files
+    (scripts/run_tests.sh), the longest end-to-end runs start at once and the short tests fill in around them,
+    instead of one long file running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
