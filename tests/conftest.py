@@ -40,8 +40,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Test files holding slow tests first (order within a file kept): with two workers, each taking whole files
-    (scripts/run_tests.sh), the longest end-to-end runs start at once and the short tests fill in around them,
-    instead of one long file running alone at the end."""
+    """Test files holding slow tests first, the trainer's (the longest) before the others, order otherwise kept:
+    with two workers, each taking whole files (scripts/run_tests.sh), the long end-to-end runs start at once and
+    the short tests fill in around them, instead of one long file running alone at the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    items.sort(key=lambda item: (item.path not in slow_files, "train" not in item.path.parts))
