@@ -84,7 +84,7 @@ def classifier_ui():
 def model_ui(classifier) -> None:
     """What model is running and what it was trained on, from its model card."""
     try:
-        summary = support.card_summary(classifier.card)
+        summary, rows = support.card_summary(classifier.card), support.results_table(classifier.card)
     except Exception as error:  # a malformed card must not take the page down
         log.error("Model card summary failed: %s", type(error).__name__)
         st.error("The model card could not be read; the model's provenance is unknown.")
@@ -94,7 +94,6 @@ def model_ui(classifier) -> None:
         st.markdown(line + (f" · {summary['unseen_sources']}" if summary["unseen_sources"] else ""))
         with st.expander("What it was trained and tested on"):
             st.caption(f"**Trained on:** {summary['data']}")
-            rows = support.results_table(classifier.card)
             if rows:
                 st.table(rows)
                 st.caption(support.RESULTS_NOTE)
