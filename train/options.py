@@ -13,7 +13,7 @@ from pathlib import Path
 from core.imaging.normalise import NORMALISATIONS
 from core.recipe import AUGMENTATION, BACKBONES, INPUT_SIZE, OPTIMISATION, STAGES
 from train.data import dedup
-from train.data.discover import NEGATIVE_CLASSES
+from train.data.discover import NEGATIVE_CLASSES, DataError
 from train.settings import BALANCES
 from train.transforms.appearance import PRESETS
 
@@ -138,8 +138,6 @@ def command_line(command: str, prog: str | None = None) -> str:
 def run_guarded(action, out: Path, what: str = "results"):
     """Run a command's body: (0, its result), or (2, None) after printing a DataError as 'error: ...', or
     (130, None) after saying how to resume when interrupted (Ctrl-C). `what`: what `out` holds for the resume."""
-    from train.data.discover import DataError
-
     try:
         return 0, action()
     except DataError as error:
