@@ -11,12 +11,12 @@ trains on every source, holding out a validation split by whole groups.
 
 The start model's backbone is kept and its head re-initialised (it was fitted on every source, the held-out
 one included), unless --keep-head (only with --held-out none: the run then starts exactly at the start model);
-a short warm-up trains the head alone, then every stage from --trainable-from on trains with
-the backbone's BatchNorm frozen, batches drawn equally from each (source, class) cell, the recipe's geometry
-and brightness plus an appearance stack (train.transforms.appearance STANDARD: gamma, contrast, bias field,
-blur/sharpen,
-resampling, noise, JPEG; GIN random shallow convolutions; random non-monotonic intensity maps unless
---no-intensity-maps), Adam at a constant rate and an exponential moving average of the weights
+a short warm-up trains the head alone, then every stage from --trainable-from on trains with the backbone's
+BatchNorm frozen (or, with --batchnorm train, normalising each batch by its own statistics and learning them),
+batches drawn equally from each (source, class) cell, the recipe's geometry and brightness plus an appearance
+stack (train.transforms.appearance STANDARD: gamma, contrast, bias field, blur/sharpen, resampling, noise, JPEG;
+GIN random shallow convolutions; random non-monotonic intensity maps unless --no-intensity-maps), Adam at a
+constant rate and an exponential moving average of the weights
 (train.studies.finetune_loop). Checkpoints every --checkpoint-minutes; --max-minutes ends the run cleanly at one;
 --resume continues exactly where it stopped.
 
@@ -42,7 +42,7 @@ from train.data import dedup, folds
 from train.data.discover import DataError
 from train.data.folds import folder_of
 from train.options import add_label_arguments, command_line, new_parser
-from train.studies.finetune_loop import FineTuner, LoopSettings, fresh_head
+from train.studies.finetune_loop import BATCHNORM_MODES, FineTuner, LoopSettings, fresh_head
 
 #: Images per "pass" in the issue's budgets (120 batches of 32).
 PASS_IMAGES = 3840
@@ -59,6 +59,8 @@ def parser():
                    help="a source and its folders (repeat; replaces the default br35h, mos, lgg in three sequences)")
     p.add_argument("--trainable-from", default="conv4", choices=("conv2", "conv3", "conv4", "conv5"),
                    help="first backbone stage trained")
+    p.add_argument("--batchnorm", default="frozen", choices=BATCHNORM_MODES,
+                   help="the trained stages' BatchNorm: frozen statistics, or trained on each balanced batch")
     p.add_argument("--images", type=int, default=3 * PASS_IMAGES, help="augmented images after the warm-up")
     p.add_argument("--warmup-images", type=int, default=1920, help="images for training the fresh head alone")
     p.add_argument("--keep-head", action="store_true",
@@ -165,8 +167,8 @@ def fingerprint(start_sha: str, pool, split: dict, held_out: str, intensity_maps
 
 
 def loop_settings(args) -> LoopSettings:
-    return LoopSettings(trainable_from=args.trainable_from, batch_size=args.batch_size, lr=args.lr,
-                        warmup_lr=args.warmup_lr,
+    return LoopSettings(trainable_from=args.trainable_from, batchnorm=args.batchnorm, batch_size=args.batch_size,
+                        lr=args.lr, warmup_lr=args.warmup_lr,
                         warmup_steps=args.warmup_images // args.batch_size, steps=args.images // args.batch_size,
                         ema=args.ema, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes)
 

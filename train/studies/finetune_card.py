@@ -100,6 +100,8 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
 
 #: Run settings that differ between a fold and the model by design (the held-out source, the budget).
 _BUDGET_SETTINGS = ("held_out", "steps", "warmup_steps", "checkpoint_minutes")
+#: What a run that does not record a setting did (settings added after the first runs); any other is off.
+_UNRECORDED = {"batchnorm": "frozen"}
 
 
 def described(start: ModelCard, run: dict) -> dict:
@@ -140,12 +142,14 @@ def _budget_caveat(folds: list[dict], images_seen: int, settings: dict | None = 
     text = f"folds fine-tuned on {budgets or 'no'} images, this model on {images_seen:,}"
     settings, runs = settings or {}, [fold.get("settings", {}) for fold in folds]
     known = set(settings).union(*runs) - set(_BUDGET_SETTINGS)
-    # A setting a run does not record is off (e.g. keep_head, added after the first runs).
-    names = sorted(name for name in known if any(run.get(name, False) != settings.get(name, False) for run in runs))
+    def value(recorded: dict, name: str):
+        return recorded.get(name, _UNRECORDED.get(name, False))
+
+    names = sorted(name for name in known if any(value(run, name) != value(settings, name) for run in runs))
     if names:
-        folds_had = ", ".join(f"{name} {' / '.join(sorted({str(run.get(name, False)) for run in runs}))}"
+        folds_had = ", ".join(f"{name} {' / '.join(sorted({str(value(run, name)) for run in runs}))}"
                               for name in names)
-        text += f"; folds with {folds_had}, this model with {', '.join(f'{n} {settings.get(n, False)}' for n in names)}"
+        text += f"; folds with {folds_had}, this model with {', '.join(f'{n} {value(settings, n)}' for n in names)}"
     return text
 
 

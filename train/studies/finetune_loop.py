@@ -1,10 +1,14 @@
-"""The resumable fine-tuning loop: balanced batches, BatchNorm frozen, a running average of the weights.
+"""The resumable fine-tuning loop: balanced batches, BatchNorm frozen or trained, a running average of the weights.
 
 A run has two phases: `warmup` trains only the recipe's head (freshly initialised, so its first random
 gradients never reach the backbone) at `warmup_lr`, then `main` trains every stage from `trainable_from` on
-at `lr`. Every BatchNormalization layer of the backbone stays frozen in both (inference mode: its
-statistics and scale do not move; small batches drawn from six cells would give noisy statistics); the
-head's own (`head_bn`, over 512 features of a fresh layer) trains as in the recipe. In `main` an exponential
+at `lr`. With `batchnorm="frozen"` (the default) every BatchNormalization layer of the backbone stays frozen in
+both (inference mode: its statistics and scale do not move; small batches drawn from six cells would give noisy
+statistics). With `batchnorm="train"` those of the trained stages train in `main` like the other layers: each
+batch is normalised by its own statistics (every cell equally, so every source), the moving statistics follow
+them at the layers' momentum (0.99 in ResNet50), and scale and offset are learnt; the frozen statistics of a
+backbone trained on one source are what this tests. The head's own (`head_bn`, over 512 features of a fresh
+layer) trains as in the recipe either way. In `main` an exponential
 moving average (EMA) of the trainable weights is kept beside them; the averaged weights are the run's result.
 
 Everything random is a function of (seed, step): the batch of step s is drawn by
@@ -36,18 +40,22 @@ PHASES = ("warmup", "main")
 #: Head layers re-initialised at the start of a run (core.model.classifier.build_model names them).
 HEAD_LAYERS = ("head_dense", "head_bn", "logit")
 HEAD_BN = "head_bn"
+#: What the backbone's BatchNorm layers do while their stage trains (module docstring).
+BATCHNORM_MODES = ("frozen", "train")
 
 
 @dataclass(frozen=True)
 class LoopSettings:
     """What a run does; a resumed run must be given the same.
 
-    trainable_from: first trained stage in `main` (conv2..conv5, or head); warmup_steps and steps: batches
-    in each phase; ema: the average's momentum per step (0 = no average: the raw weights);
+    trainable_from: first trained stage in `main` (conv2..conv5, or head); batchnorm: "frozen" or "train", what
+    the backbone's BatchNorm layers of the trained stages do in `main`; warmup_steps and steps: batches in each
+    phase; ema: the average's momentum per step (0 = no average: the raw weights);
     checkpoint_minutes: time between checkpoints; steps_per_pass: batches drawn per sampler permutation.
     """
 
     trainable_from: str = "conv4"
+    batchnorm: str = "frozen"
     batch_size: int = 32
     lr: float = 1e-4
     warmup_lr: float = 1e-3
@@ -65,6 +73,9 @@ class LoopSettings:
         if self.trainable_from not in STAGES[1:]:
             raise ValueError(f"trainable_from must be one of {', '.join(STAGES[1:])}. "
                              f"Received: trainable_from={self.trainable_from!r}")
+        if self.batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}. "
+                             f"Received: batchnorm={self.batchnorm!r}")
         for name in ("batch_size", "steps_per_pass"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1. Received: {name}={getattr(self, name)!r}")
@@ -128,16 +139,17 @@ def fresh_head(model, seed: int) -> None:
 
 
 def configure(model, phase: str, settings: LoopSettings, run_eagerly: bool = False):
-    """Set what `phase` trains (the backbone's BatchNorm always frozen) and compile with a new Adam at the
-    phase's rate; returns the model."""
+    """Set what `phase` trains (the backbone's BatchNorm frozen unless settings.batchnorm is "train" in `main`)
+    and compile with a new Adam at the phase's rate; returns the model."""
     import keras
 
     from core.model.classifier import set_trainable_from
 
     set_trainable_from(model, "head" if phase == "warmup" else settings.trainable_from)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.name != HEAD_BN:
-            layer.trainable = False
+    if phase == "warmup" or settings.batchnorm == "frozen":
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.name != HEAD_BN:
+                layer.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(settings.warmup_lr if phase == "warmup" else settings.lr),
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing),
                   run_eagerly=run_eagerly)
@@ -202,7 +214,9 @@ class FineTuner:
         state = self.saved_state()
         if state is None:
             raise DataError(f"No checkpoint in {self.directory} to resume from. Start without --resume.")
-        if state["settings"] != dataclasses.asdict(self.settings) or state["fingerprint"] != self.fingerprint:
+        # a setting added since the checkpoint was written holds its default (what such runs did)
+        saved = {**dataclasses.asdict(LoopSettings()), **state["settings"]}
+        if saved != dataclasses.asdict(self.settings) or state["fingerprint"] != self.fingerprint:
             raise DataError(f"The checkpoint in {self.directory} was made with other settings, data or start "
                             "model; resume with the same command, or use a new --out.")
         folder = self.directory / state["folder"]

@@ -103,6 +103,12 @@ def test_the_caveat_names_every_setting_in_which_the_folds_differ_from_the_model
     assert finetune_card._budget_caveat([fold, other], 19200, kept) == (
         "folds fine-tuned on 9,600 images, this model on 19,200; folds with keep_head False, lr 0.0001, "
         "this model with keep_head True, lr 3e-05")
+    # runs from before --batchnorm do not record it: they kept BatchNorm frozen
+    assert finetune_card._budget_caveat([fold, other], 19200, {**same, "batchnorm": "frozen"}) == (
+        "folds fine-tuned on 9,600 images, this model on 19,200")
+    assert finetune_card._budget_caveat([fold, other], 19200, {**same, "batchnorm": "train"}) == (
+        "folds fine-tuned on 9,600 images, this model on 19,200; folds with batchnorm frozen, "
+        "this model with batchnorm train")
 
 
 def test_the_balanced_calibration_ignores_the_four_to_one_class_share(run_dirs):

@@ -4,6 +4,7 @@ CNN)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -100,6 +101,37 @@ def test_the_backbones_batchnorm_stays_frozen_and_only_the_chosen_stages_train(t
             assert not any(changed), layer.name
         elif layer.name in ("conv4_conv", "conv5_conv", "head_dense", "head_bn", "logit"):
             assert all(changed), layer.name
+
+
+def test_trained_batchnorm_follows_the_batches_in_the_trained_stages_only(tmp_path):
+    tuner = _tuner(tmp_path, dataclasses.replace(SETTINGS, batchnorm="train"))
+    before = {v.path: np.array(v.numpy()) for v in tuner.model.variables}
+    assert tuner.run(progress=False)
+    for name in ("conv4_bn", "conv5_bn"):  # scale, offset and moving statistics all move
+        layer = tuner.model.get_layer(name)
+        assert all(not np.array_equal(before[v.path], np.asarray(v.numpy())) for v in layer.weights), name
+        assert any(v is w for v in layer.trainable_weights for w in tuner.model.trainable_variables)
+    for name in ("conv2_bn", "conv3_bn"):  # stages before trainable_from stay as they were
+        layer = tuner.model.get_layer(name)
+        assert all(np.array_equal(before[v.path], np.asarray(v.numpy())) for v in layer.weights), name
+    assert len(tuner.averaged_weights()) == len(tuner.model.trainable_variables)
+
+
+def test_a_checkpoint_from_before_the_batchnorm_setting_resumes_as_frozen(tmp_path):
+    first = _tuner(tmp_path)
+    assert not first.run(progress=False, until_step=5)
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["batchnorm"]  # as written by runs that had no such setting
+    state_file.write_text(json.dumps(state))
+    assert _tuner(tmp_path).run(resume=True, progress=False)
+    with pytest.raises(DataError, match="other settings"):
+        _tuner(tmp_path, dataclasses.replace(SETTINGS, batchnorm="train")).run(resume=True, progress=False)
+
+
+def test_an_unknown_batchnorm_mode_is_refused():
+    with pytest.raises(ValueError, match="batchnorm must be one of frozen, train"):
+        LoopSettings(batchnorm="adapt")
 
 
 def test_the_average_lags_the_raw_weights_and_equals_them_without_averaging(tmp_path):
