@@ -215,8 +215,8 @@ def _read_tables(path: Path = TABLES_FILE) -> tuple[dict, float, dict]:
 #: logistic regression of real slices against the non-MRI set and its grey, cropped and halved copies, each
 #: source group and each category weighing the same; every weight lies in [0.1, 1], so no single feature
 #: decides and any feature unusual for MR counts a little, even for kinds of image the fit never saw.
-#: MAX_EVIDENCE: reject above this weighted evidence: the 99.6th percentile of the real slices' evidence in
-#: the source group (br35h+nav, mos, lgg) where it is highest (bench/bench_input_check.py fit_weights says why).
+#: MAX_EVIDENCE: reject above this weighted evidence: the 98.8th percentile of the real slices' evidence in
+#: the source group (br35h+nav, mos, lgg) where it is highest (the 99th let a second grey heat-map through).
 #: TAILS: per feature, (side, quantiles at TAIL_PROBS of that side's tail, value step per decade beyond),
 #: fitted on the real slices (each of br35h+nav, mos, lgg weighted equally; slices with a raw contrast below
 #: LOW_SIGNAL_CONTRAST left out).

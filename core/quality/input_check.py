@@ -20,7 +20,7 @@ Method, in order (the first that rejects gives the reason):
    :data:`TAILS`): 0 up to the 10 % tail, +1 per decade beyond. The scores are weighted
    (:data:`WEIGHTS`, non-negative logistic regression against non-MRI images, each weight between
    0.1 and 1 so that no single feature decides and every unusual one counts a little) and summed; above
-   :data:`MAX_EVIDENCE` (the real slices' 99.6th percentile) the image is rejected and the reason
+   :data:`MAX_EVIDENCE` (the real slices' 98.8th percentile) the image is rejected and the reason
    names the one or two features that added most. All three tables are fitted by
    ``bench/bench_input_check.py --fit``, which writes them to ``input_check_tables.json`` beside this
    module; validated by holding out whole categories of non-MRI images (the held-out category is
