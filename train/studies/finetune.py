@@ -44,6 +44,10 @@ from train.data.folds import folder_of
 from train.options import add_label_arguments, command_line, new_parser
 from train.studies.finetune_loop import BATCHNORM_MODES, FineTuner, LoopSettings, fresh_head
 
+#: The model every fold starts from: the head refit, whose backbone learned from Br35H alone (restored from the
+#: repository's history by scripts/fold_start_model.sh).
+FOLD_START_MODEL = "brain-mri-resnet50@3688fbe744ee"
+
 #: Images per "pass" in the issue's budgets (120 batches of 32).
 PASS_IMAGES = 3840
 
@@ -52,7 +56,9 @@ def parser():
     p = new_parser("brain-mri finetune", __doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder: checkpoints and results")
     p.add_argument("--held-out", required=True, metavar="NAME", help="source to test on (mos, lgg), or none")
-    p.add_argument("--model", type=Path, help="start model directory (default: the shipped model)")
+    p.add_argument("--model", type=Path,
+                   help="start model directory (default: the shipped model; a fold needs one whose backbone never "
+                        "saw the held-out source: scripts/fold_start_model.sh)")
     p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT,
                    help="folder holding br35h, nav, mos, lgg*")
     p.add_argument("--source", action="append", metavar="NAME=DIR[,DIR...]",
@@ -154,6 +160,28 @@ def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.nda
     return {"train": train, "val": capped(val, cells[val], settings.val_cap, settings.seed), "test": test, "bn": bn}
 
 
+def backbone_sources(card) -> set[str]:
+    """Sources a model's card records its backbone as fine-tuned on (`fine_tuning` entry, written by
+    finetune-card): its data's sources less the run's held-out one; empty for a card without fine-tuning."""
+    tuning = card.extra.get("fine_tuning")
+    if not tuning:
+        return set()
+    sources = (card.data or {}).get("sources", []) if isinstance(card.data, dict) else []
+    return set(sources) - {tuning.get("settings", {}).get("held_out", "none")}
+
+
+def check_blind_start(card, held_out: str) -> None:
+    """Raise DataError when a fold's start model has a backbone fine-tuned on the source the fold holds out: the
+    fold would then be tested on a source it has seen, and its numbers would not be leave-one-source-out."""
+    if held_out != "none" and held_out in backbone_sources(card):
+        raise DataError(
+            f"The start model {card.model_id} has a backbone fine-tuned on {held_out} (its card's fine_tuning), "
+            f"so a fold holding out {held_out} would be tested on a source it has seen. Start the fold from a model "
+            f"whose backbone never saw {held_out}: `bash scripts/fold_start_model.sh DIR` restores the head refit "
+            f"{FOLD_START_MODEL} (backbone trained on Br35H alone) from the repository's history; then pass --model "
+            "DIR.")
+
+
 def fingerprint(start_sha: str, pool, split: dict, held_out: str, intensity_maps: bool, gin: bool,
                 keep_head: bool = False) -> str:
     """16 hex digits naming what a checkpoint belongs to: start weights, the split's scans, the held-out source,
@@ -181,6 +209,7 @@ def run(args, log=print) -> dict | None:
     from core.model.classifier import load_classifier
 
     classifier = load_classifier(args.model)
+    check_blind_start(classifier.card, args.held_out)
     sources = folds.resolve_sources(args.data_root, folds.parse_sources(args.source), defaults=folds.ALL_SEQUENCES)
     pool = folds.build_pool(sources, classifier.input_size, cache_dir=args.cache_dir, workers=args.workers,
                             near_threshold=args.near_threshold, negative_classes=args.negative_classes, log=log)

@@ -122,6 +122,54 @@ def test_resume_without_a_checkpoint_and_an_unknown_source_say_what_to_do(start_
     assert "--held-out must be none or one of br35h, mos, lgg" in capsys.readouterr().err
 
 
+def test_a_fold_refuses_a_start_whose_backbone_was_fine_tuned_on_the_held_out_source(start_dir, tmp_path, capsys):
+    import shutil
+
+    from core.model.card import read_card, update_card
+
+    tuned = shutil.copytree(start_dir, tmp_path / "tuned")
+    assert finetune.backbone_sources(read_card(tuned)) == set()
+    update_card(tuned, data={"sources": ["br35h", "lgg", "mos"]},
+                fine_tuning={"settings": {"held_out": "none", "trainable_from": "conv4"}, "start_model": "tiny@0"})
+    assert finetune.backbone_sources(read_card(tuned)) == {"br35h", "lgg", "mos"}
+    assert finetune.main(["--out", str(tmp_path / "run"), "--held-out", "lgg", "--model", str(tuned)]) == 2
+    error = capsys.readouterr().err
+    assert "has a backbone fine-tuned on lgg" in error and "scripts/fold_start_model.sh" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_shipped_backbone_is_no_fold_start_and_fold_runs_started_elsewhere():
+    from core.model.card import read_card
+    from tests.support.paths import REPO
+
+    shipped = read_card(REPO / "models" / "brain-mri-resnet50")
+    for held_out in ("lgg", "mos"):
+        with pytest.raises(finetune.DataError, match=f"fine-tuned on {held_out}"):
+            finetune.check_blind_start(shipped, held_out)
+    finetune.check_blind_start(shipped, "none")
+    folds_run = [json.loads(p.read_text()) for p in (REPO / "docs" / "finetune_study").glob("*/results.json")]
+    folds_run = [r for r in folds_run if r["held_out"] != "none"]
+    assert folds_run and all(r["start_model"] != shipped.model_id for r in folds_run)
+
+
+def test_the_fold_start_script_restores_the_head_refit_whose_backbone_saw_no_fold_source(tmp_path):
+    import subprocess
+
+    from core.model.card import read_card
+    from tests.support.paths import REPO
+
+    commit = "ab881da868926d1ddd22bf67c7e4a03a6025a134"
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"]).returncode != 0:
+        pytest.skip("the repository's history is not here (no .git or a shallow clone): nothing to restore from")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "fold_start_model.sh"), str(tmp_path / "start")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    card = read_card(tmp_path / "start")
+    assert card.model_id == finetune.FOLD_START_MODEL and (tmp_path / "start" / "type_head.keras").is_file()
+    for held_out in ("lgg", "mos"):
+        finetune.check_blind_start(card, held_out)
+
+
 def test_folder_of_and_capped():
     assert finetune.folder_of("/d/mos/Testing/glioma/x.jpg") == "mos/Testing"
     assert finetune.folder_of("lgg-t1pre/yes/x.jpg".join(["a/", ""])) == "lgg-t1pre"
