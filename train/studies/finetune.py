@@ -166,7 +166,7 @@ def backbone_sources(card) -> set[str]:
     tuning = card.extra.get("fine_tuning")
     if not tuning:
         return set()
-    sources = (card.data or {}).get("sources", []) if isinstance(card.data, dict) else []
+    sources = card.data.get("sources", []) if isinstance(card.data, dict) else []
     return set(sources) - {tuning.get("settings", {}).get("held_out", "none")}
 
 

@@ -158,11 +158,10 @@ def test_the_fold_start_script_restores_the_head_refit_whose_backbone_saw_no_fol
     from core.model.card import read_card
     from tests.support.paths import REPO
 
-    commit = "ab881da868926d1ddd22bf67c7e4a03a6025a134"
-    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"]).returncode != 0:
-        pytest.skip("the repository's history is not here (no .git or a shallow clone): nothing to restore from")
     done = subprocess.run(["bash", str(REPO / "scripts" / "fold_start_model.sh"), str(tmp_path / "start")],
                           capture_output=True, text=True)
+    if done.returncode == 2 and "not in this clone's history" in done.stderr:
+        pytest.skip("the repository's history is not here (no .git or a shallow clone): nothing to restore from")
     assert done.returncode == 0, done.stderr
     card = read_card(tmp_path / "start")
     assert card.model_id == finetune.FOLD_START_MODEL and (tmp_path / "start" / "type_head.keras").is_file()
