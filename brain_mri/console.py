@@ -14,6 +14,7 @@
     brain-mri finetune ...              = python -m train finetune (resumable backbone fine-tuning)
     brain-mri finetune-card ...         = python -m train finetune-card (a finished run as a model directory)
     brain-mri finetune-compare ...      = python -m train finetune-compare (a run against another model)
+    brain-mri finetune-strata ...       = python -m train finetune-strata (a run's AUC by slice position, lesion size)
     brain-mri type-head ...             = python -m train type-head (glioma / meningioma / pituitary head)
 
 `python -m train COMMAND` is the same tree for the trainer's commands (without a command it trains:
@@ -43,6 +44,7 @@ COMMANDS = {
     "recard": ("train.studies.recard", "main"),
     "finetune-card": ("train.studies.finetune_card", "main"),
     "finetune-compare": ("train.studies.finetune_compare", "main"),
+    "finetune-strata": ("train.studies.finetune_strata", "main"),
     "type-head": ("train.studies.type_head", "main"),
 }
 

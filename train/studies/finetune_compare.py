@@ -103,6 +103,21 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_scores(run: Path) -> dict:
+    """A finished run's scores.json payload; DataError naming the file where the run has none."""
+    if not (run / SCORES_FILE).is_file():
+        raise DataError(f"{run / SCORES_FILE} does not exist: give a finished fine-tuning run.")
+    return json.loads((run / SCORES_FILE).read_text())
+
+
+def write_result(path: Path, result: dict, table: str) -> None:
+    """Write `result` as JSON to `path` and `table` beside it (same name, .md), each atomically; print the table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(result, indent=1) + "\n")
+    write_atomic(path.with_suffix(".md"), table)
+    print(table, end="")
+
+
 def main(argv=None) -> int:
     from core.model.classifier import load_classifier
     from train.scoring import predict_crops
@@ -110,9 +125,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     out = args.out or args.run
     try:
-        if not (args.run / SCORES_FILE).is_file():
-            raise DataError(f"{args.run / SCORES_FILE} does not exist: give a finished fine-tuning run.")
-        payload = json.loads((args.run / SCORES_FILE).read_text())
+        payload = read_scores(args.run)
         classifier = load_classifier(args.model)
         paths = payload["scans"]["test"]
         entries = cache.crop_all([args.data_root / path for path in paths], classifier.input_size,
@@ -134,10 +147,7 @@ def main(argv=None) -> int:
               "table": comparison(labels.astype(int), folders, scores),
               "by_patient": by_patient(labels.astype(int), folders, patients_of(paths, args.data_root), scores),
               "probs": {names[1]: [round(float(p), 6) for p in other]}}
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / COMPARE_FILE, json.dumps(result, indent=1) + "\n")
-    write_atomic(out / "compare.md", to_markdown(result))
-    print(to_markdown(result), end="")
+    write_result(out / COMPARE_FILE, result, to_markdown(result))
     return 0
 
 

@@ -37,3 +37,26 @@ def test_a_committed_comparison_is_its_json_as_a_table_and_the_page_quotes_it(ru
     page = (DOCS / "finetune_study.md").read_text()
     missing = [line for line in finetune_compare.to_markdown(result).splitlines() if line not in page]
     assert not missing, f"docs/finetune_study.md does not quote {run.name}'s comparison: {missing}"
+
+
+STRATIFIED = [r for r in RUNS if (r / "strata.md").is_file()]
+
+
+def test_every_committed_lgg_fold_is_stratified():
+    lgg_folds = [r for r in RUNS if json.loads((r / finetune_eval.RESULTS_FILE).read_text())["held_out"] == "lgg"]
+    assert lgg_folds and lgg_folds == STRATIFIED, "run brain-mri finetune-strata --run RUN on every lgg fold"
+
+
+@pytest.mark.parametrize("run", STRATIFIED, ids=[r.name for r in STRATIFIED])
+def test_a_committed_stratification_recomputes_from_the_scores_and_the_page_quotes_it(run, shared_data):
+    from train.studies import finetune_strata
+
+    result = json.loads((run / finetune_strata.STRATA_FILE).read_text())
+    payload = json.loads((run / finetune_eval.SCORES_FILE).read_text())
+    recomputed = finetune_strata.run_strata(payload, result["variant"], shared_data, tuple(result["band"]))
+    assert result["folders"] == json.loads(json.dumps(recomputed))
+    assert (run / "strata.md").read_text() == finetune_strata.to_markdown(result)
+    page = (DOCS / "finetune_study.md").read_text()
+    auc_table = finetune_strata.to_markdown(result).split("\n\nMean probability")[0]
+    missing = [line for line in auc_table.splitlines() if line.startswith("| lgg") and line not in page]
+    assert not missing, f"docs/finetune_study.md does not quote {run.name}'s strata: {missing}"

@@ -1,0 +1,184 @@
+"""`brain-mri finetune-strata`: where a run's AUC on a held-out source comes from, slice position and lesion size.
+
+    brain-mri finetune-strata --run RUN_DIR [--variant NAME] [--band LOW HIGH] [--data-root DIR] [--out DIR]
+
+Reads the run's scores.json (no model is loaded) and, for every test data folder whose manifest.csv gives each
+slice's `patient`, `slice` (1 = the first of the patient's series) and `mask_area_px` (the LGG folders), writes
+strata.json and strata.md (into --out, default the run folder):
+- the AUC [95% CI] on all its test slices and on the central slices only: those whose position in the patient's
+  series, (slice - 1) / (slices - 1) from 0 to 1, lies within --band (default 0.25-0.75). The first and last
+  slices of a series show little brain and are almost all normal, so a model can rank them below tumour slices
+  without seeing any lesion; the central AUC says whether it sees the lesion.
+- the AUC of each third of the tumour slices by outlined area (smallest third first), each against all the
+  folder's normal slices;
+- the mean probability of the normal and of the tumour slices in each fifth of the series;
+- for scale, the AUC of the slice's position alone (the closer to the centre of its series, the higher), which
+  needs no image at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from train import metrics
+from train.data import folds
+from train.data.discover import MANIFEST, DataError
+from train.options import new_parser
+from train.studies.finetune_card import SHIPPED_VARIANT
+from train.studies.finetune_compare import read_scores, write_result
+
+STRATA_FILE = "strata.json"
+CENTRAL_BAND = (0.25, 0.75)
+FIFTHS = 5
+
+
+def parser():
+    p = new_parser("brain-mri finetune-strata", __doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished fine-tuning run")
+    p.add_argument("--variant", help=f"the scored variant to read (default: {SHIPPED_VARIANT!r} where the run "
+                                     "has it, else its first)")
+    p.add_argument("--band", type=float, nargs=2, default=CENTRAL_BAND, metavar=("LOW", "HIGH"),
+                   help="the central band of a series, as positions from 0 (first slice) to 1 (last)")
+    p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT, help="the data root the run's paths are under")
+    p.add_argument("--out", type=Path, help="folder for strata.json and strata.md (default: the run folder)")
+    return p
+
+
+def slice_facts(folder: Path) -> dict[str, tuple[float, int]] | None:
+    """{file relative to `folder`: (position in its patient's series in [0, 1], outlined area in pixels >= 0)}.
+
+    None where the folder's manifest.csv is missing or lacks the `patient`, `slice` or `mask_area_px` column.
+    """
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"file", "patient", "slice", "mask_area_px"} <= set(rows[0]):
+        return None
+    last: dict[str, int] = {}
+    for row in rows:
+        last[row["patient"]] = max(last.get(row["patient"], 1), int(row["slice"]))
+    return {Path(row["file"]).as_posix(): ((int(row["slice"]) - 1) / max(last[row["patient"]] - 1, 1),
+                                          int(row["mask_area_px"] or 0)) for row in rows}
+
+
+def _auc(labels: np.ndarray, probs: np.ndarray) -> dict:
+    return {"n": int(len(labels)), "tumour": int(labels.sum()), **metrics.auc_with_interval(labels, probs)}
+
+
+def strata(labels: np.ndarray, probs: np.ndarray, positions: np.ndarray, areas: np.ndarray,
+           band: tuple[float, float] = CENTRAL_BAND) -> dict:
+    """The strata of one folder's test slices.
+
+    labels: int (n,) in {0, 1}; probs: float (n,) in [0, 1]; positions: float (n,) in [0, 1]; areas: int (n,),
+    outlined pixels (0 on normal slices). Returns {"all", "central", "by_area": [3 blocks], "by_fifth": [5 rows],
+    "position_alone"},
+    AUC blocks as {"n", "tumour", "auc", "auc_ci95"} (auc None where a stratum lacks a class).
+    """
+    central = (positions >= band[0]) & (positions <= band[1])
+    normal = labels == 0
+    cuts = np.quantile(areas[labels == 1], [1 / 3, 2 / 3]) if labels.any() else np.zeros(2)
+    thirds = np.digitize(areas, cuts, right=True)
+    by_area = []
+    for third in range(3):
+        chosen = normal | ((labels == 1) & (thirds == third))
+        tumour_areas = areas[(labels == 1) & (thirds == third)]
+        by_area.append({**_auc(labels[chosen], probs[chosen]),
+                        "area_px": [int(tumour_areas.min()), int(tumour_areas.max())] if len(tumour_areas) else None})
+    fifth = np.minimum((positions * FIFTHS).astype(int), FIFTHS - 1)
+    by_fifth = []
+    for index in range(FIFTHS):
+        row = {"positions": [index / FIFTHS, (index + 1) / FIFTHS]}
+        for name, label in (("normal", 0), ("tumour", 1)):
+            chosen = (fifth == index) & (labels == label)
+            row[name] = {"n": int(chosen.sum()), "mean_prob": float(probs[chosen].mean()) if chosen.any() else None}
+        by_fifth.append(row)
+    return {"all": _auc(labels, probs), "central": _auc(labels[central], probs[central]),
+            "by_area": by_area, "by_fifth": by_fifth, "position_alone": _auc(labels, -np.abs(positions - 0.5))}
+
+
+def _auc_cell(block: dict) -> str:
+    if block["auc"] is None:
+        return "-"
+    interval = block["auc_ci95"]
+    return f"{block['auc']:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def to_markdown(result: dict) -> str:
+    """Two tables: the AUCs of every folder, then the mean probability by fifth of the series."""
+    band = result["band"]
+    lines = [f"Run {result['run']}, {result['variant']}.", "",
+             f"| test slices | all: n (tumour), AUC | central {band[0]:.2f}-{band[1]:.2f}: n (tumour), AUC | "
+             "smallest third of lesions | middle third | largest third | position alone |",
+             "|---|---|---|---|---|---|---|"]
+    for folder, table in result["folders"].items():
+        cells = [f"{block['n']} ({block['tumour']}), {_auc_cell(block)}" for block in (table["all"], table["central"])]
+        cells += [f"{_auc_cell(block)}" + (f" ({block['area_px'][0]}-{block['area_px'][1]} px)"
+                                           if block["area_px"] else "") for block in table["by_area"]]
+        cells.append(_auc_cell(table["position_alone"]))
+        lines.append(f"| {folder} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean probability (n) of the normal / tumour slices by position in the series (0 = first slice):", "",
+              "| test slices | " + " | ".join(f"{row['positions'][0]:.1f}-{row['positions'][1]:.1f}"
+                                              for row in next(iter(result["folders"].values()))["by_fifth"]) + " |",
+              "|---|" + "---|" * FIFTHS]
+    for folder, table in result["folders"].items():
+        cells = []
+        for row in table["by_fifth"]:
+            cells.append(" / ".join("-" if row[name]["mean_prob"] is None else
+                                    f"{row[name]['mean_prob']:.2f} ({row[name]['n']})"
+                                    for name in ("normal", "tumour")))
+        lines.append(f"| {folder} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, float]) -> dict:
+    """{folder: strata(...)} over the test folders of a scores.json payload that have slice facts."""
+    paths = payload["scans"]["test"]
+    labels = np.asarray(payload["labels"]["test"], int)
+    probs = np.asarray(payload["variants"][variant]["test"], float)
+    folders = np.array([folds.folder_of(f"x/{path}") for path in paths])
+    result = {}
+    for folder in sorted(set(folders.tolist())):
+        facts = slice_facts(data_root / folder)
+        if facts is None:
+            continue
+        chosen = np.flatnonzero(folders == folder)
+        missing = [paths[i] for i in chosen if paths[i][len(folder) + 1:] not in facts]
+        if missing:
+            raise DataError(f"{data_root / folder / MANIFEST} does not list {len(missing)} of the run's test "
+                            f"slices (first: {missing[0]}); give the --data-root the run used.")
+        position, area = (np.array(column) for column in zip(*(facts[paths[i][len(folder) + 1:]] for i in chosen)))
+        result[folder] = strata(labels[chosen], probs[chosen], position, area, band)
+    return result
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    out = args.out or args.run
+    try:
+        if not 0 <= args.band[0] < args.band[1] <= 1:
+            raise DataError(f"--band {args.band[0]} {args.band[1]}: give LOW < HIGH, both between 0 and 1.")
+        payload = read_scores(args.run)
+        variants = list(payload["variants"])
+        variant = args.variant or (SHIPPED_VARIANT if SHIPPED_VARIANT in variants else variants[0])
+        if variant not in variants:
+            raise DataError(f"the run has no variant {variant!r}. Choose one of: {', '.join(variants)}.")
+        folders = run_strata(payload, variant, args.data_root, tuple(args.band))
+        if not folders:
+            raise DataError(f"no test folder of the run has a manifest.csv with patient, slice and mask_area_px "
+                            f"under {args.data_root}; give the --data-root the run used.")
+    except (DataError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result = {"run": args.run.name, "variant": variant, "band": list(args.band), "folders": folders}
+    write_result(out / STRATA_FILE, result, to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
