@@ -240,6 +240,13 @@ def run(args, log=print) -> dict | None:
                     "images_seen": settings.total_steps * settings.batch_size,
                     "history": tuner.history})
     write_results(args.out, results, scores, tuner)
+    from train.studies.finetune_strata import stratify_run
+
+    try:  # a diagnostic: the results above stand without it
+        if stratify_run(args.out, args.data_root) is not None:
+            log(f"The test slices by position in the series and lesion size: {args.out / 'strata.md'}.")
+    except DataError as error:
+        log(f"No strata for this run ({error}); brain-mri finetune-strata --run {args.out} --data-root DIR.")
     return results
 
 

@@ -14,6 +14,7 @@ strata.json and strata.md (into --out, default the run folder):
 - the mean probability of the normal and of the tumour slices in each fifth of the series;
 - for scale, the AUC of the slice's position alone (the closer to the centre of its series, the higher), which
   needs no image at all.
+`brain-mri finetune` writes them into the run folder at the end of a run whose test slices have these facts.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def parser():
 
 def slice_facts(folder: Path) -> dict[str, tuple[float, int]] | None:
     """{file relative to `folder`: (position in its patient's series in [0, 1], outlined area in pixels >= 0)}.
+
+    Position: (slice - 1) / (last - 1), `last` the highest slice number the manifest lists for that patient.
 
     None where the folder's manifest.csv is missing or lacks the `patient`, `slice` or `mask_area_px` column.
     """
@@ -136,47 +139,68 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _located(path: str, data_root: Path) -> tuple[str, Path, str]:
+    """(data folder name, the folder holding its manifest.csv, the file as the manifest names it) of a scan path
+    from scores.json: relative to the data root, or absolute for a source given by its own path."""
+    folder = folds.folder_of(f"x/{path}")
+    if Path(path).is_absolute():
+        return folder, Path(path).parents[1], "/".join(Path(path).parts[-2:])
+    return folder, data_root / folder, path[len(folder) + 1:]
+
+
 def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, float]) -> dict:
     """{folder: strata(...)} over the test folders of a scores.json payload that have slice facts."""
-    paths = payload["scans"]["test"]
     labels = np.asarray(payload["labels"]["test"], int)
     probs = np.asarray(payload["variants"][variant]["test"], float)
-    folders = np.array([folds.folder_of(f"x/{path}") for path in paths])
+    located = [_located(path, data_root) for path in payload["scans"]["test"]]
     result = {}
-    for folder in sorted(set(folders.tolist())):
-        facts = slice_facts(data_root / folder)
+    for folder, where in sorted({(name, where) for name, where, _ in located}):
+        facts = slice_facts(where)
         if facts is None:
             continue
-        chosen = np.flatnonzero(folders == folder)
-        missing = [paths[i] for i in chosen if paths[i][len(folder) + 1:] not in facts]
+        chosen = [i for i, (name, place, _) in enumerate(located) if (name, place) == (folder, where)]
+        missing = [located[i][2] for i in chosen if located[i][2] not in facts]
         if missing:
-            raise DataError(f"{data_root / folder / MANIFEST} does not list {len(missing)} of the run's test "
-                            f"slices (first: {missing[0]}); give the --data-root the run used.")
-        position, area = (np.array(column) for column in zip(*(facts[paths[i][len(folder) + 1:]] for i in chosen)))
+            raise DataError(f"{where / MANIFEST} does not list {len(missing)} of the run's test slices (first: "
+                            f"{missing[0]}); give the --data-root the run used.")
+        position, area = (np.array(column) for column in zip(*(facts[located[i][2]] for i in chosen)))
         result[folder] = strata(labels[chosen], probs[chosen], position, area, band)
+    return result
+
+
+def stratify_run(run_dir: Path, data_root: Path, variant: str | None = None,
+                 band: tuple[float, float] = CENTRAL_BAND, out: Path | None = None) -> dict | None:
+    """Stratify a finished run's test scores and write strata.json and strata.md into `out` (default `run_dir`).
+
+    variant: the scored variant (default SHIPPED_VARIANT where the run has it, else its first). Returns the result,
+    or None, writing nothing, where no test folder has slice facts (a fold held out on MOS). DataError on a bad
+    variant or band, or a manifest that lacks a test slice.
+    """
+    if not 0 <= band[0] < band[1] <= 1:
+        raise DataError(f"--band {band[0]} {band[1]}: give LOW < HIGH, both between 0 and 1.")
+    payload = read_scores(run_dir)
+    variants = list(payload["variants"])
+    variant = variant or (SHIPPED_VARIANT if SHIPPED_VARIANT in variants else variants[0])
+    if variant not in variants:
+        raise DataError(f"the run has no variant {variant!r}. Choose one of: {', '.join(variants)}.")
+    folders = run_strata(payload, variant, data_root, tuple(band))
+    if not folders:
+        return None
+    result = {"run": Path(run_dir).name, "variant": variant, "band": list(band), "folders": folders}
+    write_result(Path(out or run_dir) / STRATA_FILE, result, to_markdown(result))
     return result
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    out = args.out or args.run
     try:
-        if not 0 <= args.band[0] < args.band[1] <= 1:
-            raise DataError(f"--band {args.band[0]} {args.band[1]}: give LOW < HIGH, both between 0 and 1.")
-        payload = read_scores(args.run)
-        variants = list(payload["variants"])
-        variant = args.variant or (SHIPPED_VARIANT if SHIPPED_VARIANT in variants else variants[0])
-        if variant not in variants:
-            raise DataError(f"the run has no variant {variant!r}. Choose one of: {', '.join(variants)}.")
-        folders = run_strata(payload, variant, args.data_root, tuple(args.band))
-        if not folders:
+        result = stratify_run(args.run, args.data_root, args.variant, tuple(args.band), args.out)
+        if result is None:
             raise DataError(f"no test folder of the run has a manifest.csv with patient, slice and mask_area_px "
                             f"under {args.data_root}; give the --data-root the run used.")
     except (DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = {"run": args.run.name, "variant": variant, "band": list(args.band), "folders": folders}
-    write_result(out / STRATA_FILE, result, to_markdown(result))
     return 0
 
 

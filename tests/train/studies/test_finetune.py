@@ -68,6 +68,8 @@ def test_a_fold_run_scores_four_variants_that_recompute_from_its_scores(start_di
     assert set(row["by_folder"]) == folders and row["test"]["tumour"] + row["test"]["no_tumour"] == 16
     assert results["images_seen"] == 48 and "Held out: lgg" in (out / "results.md").read_text()
     assert not (out / finetune_eval.MODEL_FILE).exists()  # only a run on every source writes its weights
+    strata = json.loads((out / "strata.json").read_text())  # the LGG folders' manifests give slice and outline
+    assert set(strata["folders"]) == folders and strata["variant"] == "averaged weights, BatchNorm as trained"
 
     again = run_module("train.studies.finetune", args[:-len(SMALL)] + ["--images", "40", *SMALL[2:], "--resume"],
                        cli_env)
