@@ -86,7 +86,9 @@ def parser():
     p.add_argument("--test-cap", type=int, default=300, help="held-out scans scored per (folder, class)")
     p.add_argument("--bn-images", type=int, default=1152,
                    help="balanced unaugmented training scans for re-estimating BatchNorm statistics")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the training (and of the split, unless --split-seed)")
+    p.add_argument("--split-seed", type=int, help="seed of the validation, test and BatchNorm samples (default: "
+                                                  "--seed); keep it to score a second --seed on the same slices")
     p.add_argument("--cache-dir", type=Path, help="crop cache (default ~/.cache/brain-mri/crops)")
     p.add_argument("--workers", type=int, default=1, help="processes for cropping")
     add_label_arguments(p)
@@ -132,7 +134,10 @@ class SplitSettings:
 
     @classmethod
     def from_args(cls, args) -> "SplitSettings":
-        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+        values = {name: getattr(args, name) for name in cls.__dataclass_fields__}
+        if getattr(args, "split_seed", None) is not None:
+            values["seed"] = args.split_seed
+        return cls(**values)
 
 
 def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.ndarray]:
@@ -236,7 +241,8 @@ def run(args, log=print) -> dict | None:
     results.update({"command": command_line("finetune"), "start_model":
                     classifier.model_id, "settings": {**vars(settings), "intensity_maps": args.intensity_maps,
                                                       "gin": args.gin, "held_out": args.held_out,
-                                                      "keep_head": args.keep_head},
+                                                      "keep_head": args.keep_head,
+                                                      "split_seed": SplitSettings.from_args(args).seed},
                     "images_seen": settings.total_steps * settings.batch_size,
                     "history": tuner.history})
     write_results(args.out, results, scores, tuner)

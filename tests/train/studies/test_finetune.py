@@ -188,3 +188,9 @@ def test_the_augmentation_has_the_stack_the_run_asks_for():
     assert "RandomIntensityMap" not in names and "RandomShallowConv" not in names
     out = finetune.augmentation(True, True)(np.full((64, 64), 90, np.uint8), np.random.default_rng(0))
     assert out.shape == (64, 64) and out.dtype == np.uint8
+
+
+def test_a_split_seed_keeps_the_slices_while_the_training_seed_changes():
+    args = finetune.parser().parse_args(["--out", "x", "--held-out", "lgg", "--seed", "1", "--split-seed", "0"])
+    assert finetune.SplitSettings.from_args(args).seed == 0 and args.seed == 1
+    assert finetune.SplitSettings.from_args(finetune.parser().parse_args(["--out", "x", "--held-out", "lgg", "--seed", "1"])).seed == 1
