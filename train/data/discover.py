@@ -73,6 +73,27 @@ def read_patients(folder: str | os.PathLike) -> dict[str, str] | None:
     return {Path(row["file"]).as_posix(): row["patient"].strip() for row in rows}
 
 
+def read_slice_facts(folder: str | os.PathLike) -> dict[str, tuple[float, int]] | None:
+    """{file relative to `folder`: (position in its patient's series in [0, 1], outlined area in pixels >= 0)}.
+
+    Position: (slice - 1) / (last - 1), `last` the highest slice number the manifest lists for that patient.
+
+    None where the folder's manifest.csv is missing or lacks the `patient`, `slice` or `mask_area_px` column.
+    """
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"file", "patient", "slice", "mask_area_px"} <= set(rows[0]):
+        return None
+    last: dict[str, int] = {}
+    for row in rows:
+        last[row["patient"]] = max(last.get(row["patient"], 1), int(row["slice"]))
+    return {Path(row["file"]).as_posix(): ((int(row["slice"]) - 1) / max(last[row["patient"]] - 1, 1),
+                                          int(row["mask_area_px"] or 0)) for row in rows}
+
+
 def discover(folder: str | os.PathLike, negative_classes: tuple[str, ...] = NEGATIVE_CLASSES) -> list[Sample]:
     """All scans under `folder`, labelled by their class folder (sorted by path).
 

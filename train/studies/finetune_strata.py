@@ -19,7 +19,6 @@ strata.json and strata.md (into --out, default the run folder):
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from train import metrics
 from train.data import folds
-from train.data.discover import MANIFEST, DataError
+from train.data.discover import MANIFEST, DataError, read_slice_facts
 from train.options import new_parser
 from train.studies.finetune_card import SHIPPED_VARIANT
 from train.studies.finetune_compare import read_scores, write_result
@@ -47,27 +46,6 @@ def parser():
     p.add_argument("--data-root", type=Path, default=folds.DATA_ROOT, help="the data root the run's paths are under")
     p.add_argument("--out", type=Path, help="folder for strata.json and strata.md (default: the run folder)")
     return p
-
-
-def slice_facts(folder: Path) -> dict[str, tuple[float, int]] | None:
-    """{file relative to `folder`: (position in its patient's series in [0, 1], outlined area in pixels >= 0)}.
-
-    Position: (slice - 1) / (last - 1), `last` the highest slice number the manifest lists for that patient.
-
-    None where the folder's manifest.csv is missing or lacks the `patient`, `slice` or `mask_area_px` column.
-    """
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        return None
-    with open(manifest, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"file", "patient", "slice", "mask_area_px"} <= set(rows[0]):
-        return None
-    last: dict[str, int] = {}
-    for row in rows:
-        last[row["patient"]] = max(last.get(row["patient"], 1), int(row["slice"]))
-    return {Path(row["file"]).as_posix(): ((int(row["slice"]) - 1) / max(last[row["patient"]] - 1, 1),
-                                          int(row["mask_area_px"] or 0)) for row in rows}
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -155,7 +133,7 @@ def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, 
     located = [_located(path, data_root) for path in payload["scans"]["test"]]
     result = {}
     for folder, where in sorted({(name, where) for name, where, _ in located}):
-        facts = slice_facts(where)
+        facts = read_slice_facts(where)
         if facts is None:
             continue
         chosen = [i for i, (name, place, _) in enumerate(located) if (name, place) == (folder, where)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from train.data.discover import (
@@ -15,6 +16,7 @@ from train.data.discover import (
     discover,
     discover_all,
     label_of,
+    read_slice_facts,
 )
 
 
@@ -126,3 +128,11 @@ def test_check_disjoint(tmp_path):
 
 def test_default_negative_classes_are_the_documented_ones():
     assert {name.lower() for name in NEGATIVE_CLASSES} == {"no", "notumor", "no_tumor", "normal", "healthy"}
+
+
+def test_slice_facts_place_each_lgg_slice_in_its_series_with_its_outline(shared_data):
+    facts = read_slice_facts(shared_data / "lgg")
+    positions = np.array([position for position, _ in facts.values()])
+    assert positions.min() == 0.0 and positions.max() == 1.0
+    assert all((area > 0) == name.startswith("yes/") for name, (_, area) in facts.items())
+    assert read_slice_facts(shared_data / "br35h") is None  # no manifest: no facts

@@ -44,14 +44,6 @@ def test_the_fifths_average_each_class_and_leave_an_empty_cell_empty():
     assert fifths[4]["tumour"] == {"n": 1, "mean_prob": pytest.approx(0.6)}  # the last slice counts in the last fifth
 
 
-def test_slice_facts_place_each_lgg_slice_in_its_series(shared_data):
-    facts = finetune_strata.slice_facts(shared_data / "lgg")
-    positions = np.array([position for position, _ in facts.values()])
-    assert positions.min() == 0.0 and positions.max() == 1.0
-    assert all((area > 0) == name.startswith("yes/") for name, (_, area) in facts.items())
-    assert finetune_strata.slice_facts(shared_data / "br35h") is None  # no manifest: no strata
-
-
 def _payload(shared_data) -> dict:
     """A scores.json over six lgg slices of one patient and two br35h scans."""
     from train.data.discover import read_patients
