@@ -86,6 +86,11 @@ def parser():
     p.add_argument("--test-cap", type=int, default=300, help="held-out scans scored per (folder, class)")
     p.add_argument("--bn-images", type=int, default=1152,
                    help="balanced unaugmented training scans for re-estimating BatchNorm statistics")
+    p.add_argument("--min-outline", nargs="+", type=outline_rule, default=[], metavar="FOLDER=PX",
+                   help="leave out of training the tumour slices of data folder FOLDER whose outline covers fewer "
+                        "than PX pixels (its manifest.csv gives mask_area_px), e.g. lgg-t1pre=1000 lgg-t1post=1000: "
+                        "LGG's outlines are drawn on FLAIR and mark slices whose lesion T1 hardly shows; validation "
+                        "and test keep every slice")
     p.add_argument("--seed", type=int, default=0, help="seed of the training (and of the split, unless --split-seed)")
     p.add_argument("--split-seed", type=int, help="seed of the validation, test and BatchNorm samples (default: "
                                                   "--seed); keep it to score a second --seed on the same slices")
@@ -120,6 +125,41 @@ def capped(indices: np.ndarray, keys: np.ndarray, cap: int | None, seed: int) ->
     return np.sort(np.concatenate([c if len(c) <= cap else rng.choice(c, cap, replace=False) for c in chosen]))
 
 
+def outline_rule(text: str) -> tuple[str, int]:
+    """'lgg-t1pre=1000' -> ('lgg-t1pre', 1000); argparse reports a malformed rule as a usage error."""
+    import argparse
+
+    folder, _, pixels = text.partition("=")
+    if not folder or not pixels.isdigit():
+        raise argparse.ArgumentTypeError(f"give FOLDER=PIXELS, e.g. lgg-t1pre=1000. Received: {text!r}")
+    return folder, int(pixels)
+
+
+def outlined_enough(pool, indices: np.ndarray, rules: dict[str, int]) -> np.ndarray:
+    """bool (len(indices),): False for each tumour slice of a folder in `rules` whose outline (mask_area_px in the
+    folder's manifest.csv) covers fewer pixels than the rule's; True for everything else."""
+    from train.data.discover import MANIFEST, read_slice_facts
+
+    facts: dict[Path, dict] = {}
+    keep = np.ones(len(indices), bool)
+    for k, index in enumerate(indices):
+        path = Path(pool.samples[index].path)
+        folder = folder_of(str(path))
+        if folder not in rules or pool.labels[index] != 1:
+            continue
+        where = path.parents[1]
+        if where not in facts:
+            facts[where] = read_slice_facts(where)
+        if facts[where] is None:
+            raise DataError(f"--min-outline {folder}: {where / MANIFEST} gives no slice and mask_area_px columns; "
+                            f"name a folder with outlines (lgg, lgg-t1pre, lgg-t1post).")
+        key = "/".join(path.parts[-2:])
+        if key not in facts[where]:
+            raise DataError(f"--min-outline {folder}: {where / MANIFEST} does not list {key}.")
+        keep[k] = facts[where][key][1] >= rules[folder]
+    return keep
+
+
 @dataclass(frozen=True)
 class SplitSettings:
     """How a run's scans are split: validation share and caps per (source, class), the held-out test's cap per
@@ -131,19 +171,22 @@ class SplitSettings:
     bn_images: int = 1152
     seed: int = 0
     near_threshold: int = dedup.NEAR_THRESHOLD
+    min_outline: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_args(cls, args) -> "SplitSettings":
         values = {name: getattr(args, name) for name in cls.__dataclass_fields__}
         if getattr(args, "split_seed", None) is not None:
             values["seed"] = args.split_seed
+        values["min_outline"] = tuple(sorted(dict(values["min_outline"]).items()))
         return cls(**values)
 
 
 def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.ndarray]:
     """{'train', 'val', 'test', 'bn'}: pool indices. Test = the held-out source's kept slices (copies of the
     training sources removed), capped per (folder, class); for none, train.studies.refit_final.three_way_split's
-    test split (whole groups). Validation is capped per (source, class); bn is a balanced training sample."""
+    test split (whole groups). Validation is capped per (source, class); bn is a balanced training sample.
+    small_outlines: the tumour slices --min-outline took out of train (validation and test keep theirs)."""
     from train.studies.refit_final import three_way_split
 
     labels, sources = pool.labels, pool.sources
@@ -161,8 +204,20 @@ def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.nda
         training = np.flatnonzero(sources != held_out)
         held = dedup.grouped_split(pool.groups[training], labels[training], settings.val_split, settings.seed)
         train, val = training[~held], training[held]
+    if settings.min_outline:
+        rules = dict(settings.min_outline)
+        named = {folder_of(str(pool.samples[i].path)) for i in train}
+        unknown = sorted(set(rules) - named)
+        if unknown:
+            raise DataError(f"--min-outline names {', '.join(unknown)}, which no training slice is in. "
+                            f"Training folders: {', '.join(sorted(named))}.")
+        kept = outlined_enough(pool, train, rules)
+        train, small = train[kept], train[~kept]
+    else:
+        small = np.array([], dtype=int)
     bn = capped(train, cells[train], max(1, settings.bn_images // len(set(cells[train].tolist()))), settings.seed + 1)
-    return {"train": train, "val": capped(val, cells[val], settings.val_cap, settings.seed), "test": test, "bn": bn}
+    return {"train": train, "val": capped(val, cells[val], settings.val_cap, settings.seed), "test": test, "bn": bn,
+            "small_outlines": small}
 
 
 def backbone_sources(card) -> set[str]:
@@ -228,6 +283,8 @@ def run(args, log=print) -> dict | None:
         fresh_head(model, args.seed)
     crops = np.stack([pool.entries[i].crop for i in split["train"]])
     cells = np.array([f"{pool.sources[i]}/{pool.labels[i]}" for i in split["train"]])
+    if len(split["small_outlines"]):
+        log(f"--min-outline left {len(split['small_outlines'])} tumour slices with small outlines out of training.")
     log(f"Training on {len(crops)} scans in {len(set(cells.tolist()))} cells; {settings.total_steps} steps of "
         f"{settings.batch_size} ({settings.warmup_steps} warm-up); held out: {args.held_out}.")
     tuner = FineTuner(model, crops, pool.labels[split["train"]], cells, augmentation(args.intensity_maps, args.gin),
@@ -242,7 +299,8 @@ def run(args, log=print) -> dict | None:
                     classifier.model_id, "settings": {**vars(settings), "intensity_maps": args.intensity_maps,
                                                       "gin": args.gin, "held_out": args.held_out,
                                                       "keep_head": args.keep_head,
-                                                      "split_seed": SplitSettings.from_args(args).seed},
+                                                      "split_seed": SplitSettings.from_args(args).seed,
+                                                      "min_outline": dict(args.min_outline)},
                     "images_seen": settings.total_steps * settings.batch_size,
                     "history": tuner.history})
     write_results(args.out, results, scores, tuner)

@@ -38,9 +38,7 @@ SMALL = ["--images", "32", "--warmup-images", "16", "--batch-size", "8", "--val-
 
 
 def test_one_patient_in_two_folders_of_a_source_is_one_group(sources, crop_cache):
-    named = dict(item.split("=", 1) for item in sources)
-    pool = folds.build_pool(folds.resolve_sources(None, {k: v.split(",") for k, v in named.items()}), 32,
-                            cache_dir=crop_cache, log=lambda _: None)
+    pool = _pool(sources, crop_cache)
     lgg = [i for i, s in enumerate(pool.samples) if s.source == "lgg"]
     patients = {pool.samples[i].patient for i in lgg}
     assert len(patients) == 4 and all(p.startswith("lgg:TCGA_") for p in patients)
@@ -195,3 +193,50 @@ def test_a_split_seed_keeps_the_slices_while_the_training_seed_changes():
     assert finetune.SplitSettings.from_args(args).seed == 0 and args.seed == 1
     same = finetune.parser().parse_args(["--out", "x", "--held-out", "lgg", "--seed", "1"])
     assert finetune.SplitSettings.from_args(same).seed == 1
+
+
+def _pool(sources, crop_cache):
+    named = dict(item.split("=", 1) for item in sources)
+    return folds.build_pool(folds.resolve_sources(None, {k: v.split(",") for k, v in named.items()}), 32,
+                            cache_dir=crop_cache, log=lambda _: None)
+
+
+def test_min_outline_leaves_small_outlines_out_of_training_only(sources, crop_cache):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from train.data.discover import read_slice_facts
+
+    pool = _pool(sources, crop_cache)
+    base = finetune.SplitSettings(val_split=0.3, val_cap=None, test_cap=None, bn_images=8)
+    plain = finetune.make_split(pool, "mos", base)
+    area = {}
+    for i in plain["train"]:
+        path = Path(pool.samples[i].path)
+        if folds.folder_of(str(path)) == "lgg-t1pre" and pool.labels[i] == 1:
+            area[int(i)] = read_slice_facts(path.parents[1])["/".join(path.parts[-2:])][1]
+    threshold = int(np.median(list(area.values())))
+    ruled = finetune.make_split(pool, "mos", replace(base, min_outline=(("lgg-t1pre", threshold),)))
+    small = {i for i, pixels in area.items() if pixels < threshold}
+    assert small and len(small) < len(area)
+    assert set(ruled["small_outlines"].tolist()) == small
+    assert set(ruled["train"].tolist()) == set(plain["train"].tolist()) - small
+    assert np.array_equal(ruled["val"], plain["val"]) and np.array_equal(ruled["test"], plain["test"])
+    assert len(plain["small_outlines"]) == 0
+
+
+@pytest.mark.parametrize("rule, message", [("br35h", "gives no slice and mask_area_px columns"),
+                                           ("lgg-t1post", "which no training slice is in")])
+def test_min_outline_refuses_a_folder_without_outlines_or_training_slices(sources, crop_cache, rule, message):
+    pool = _pool(sources, crop_cache)
+    with pytest.raises(finetune.DataError, match=message):
+        finetune.make_split(pool, "mos", finetune.SplitSettings(val_split=0.3, min_outline=((rule, 100),)))
+
+
+def test_a_malformed_min_outline_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        finetune.parser().parse_args(["--out", "x", "--held-out", "mos", "--min-outline", "lgg-t1pre:1000"])
+    assert "give FOLDER=PIXELS" in capsys.readouterr().err
+    args = finetune.parser().parse_args(["--out", "x", "--held-out", "mos", "--min-outline", "lgg-t1pre=900",
+                                         "lgg-t1post=1000"])
+    assert finetune.SplitSettings.from_args(args).min_outline == (("lgg-t1post", 1000), ("lgg-t1pre", 900))
