@@ -111,6 +111,19 @@ def test_card_numbers_recompute_from_the_committed_scores_and_table(shipped):
     assert {row["held_out"] for row in card["leave_one_source_out"]["rows"]} >= {"mos", "lgg"}
 
 
+def test_the_cards_limitation_on_central_slices_recomputes_from_its_scores(shared_data):
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    if "strata_file" not in card.get("fine_tuning", {}):
+        pytest.skip("the shipped card records no strata (a head refit, or a run without LGG test slices)")
+    from train.studies.finetune_strata import central_summary, run_strata
+
+    strata = json.loads((DEFAULT_MODEL_DIR / card["fine_tuning"]["strata_file"]).read_text())
+    payload = json.loads((FINETUNE_RUN_DIR / SCORES_FILE).read_text())
+    recomputed = run_strata(payload, strata["variant"], shared_data, tuple(strata["band"]))
+    assert strata["folders"] == json.loads(json.dumps(recomputed))
+    assert central_summary(strata) in card["limitations"]
+
+
 @pytest.mark.slow
 def test_card_counts_and_scores_reproduce_from_the_data(shipped, shared_data, tmp_path):
     """From the data alone: the kept counts, the three-way split, and the raw probabilities the committed

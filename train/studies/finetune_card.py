@@ -28,13 +28,14 @@ from train.data.discover import DataError
 from train.options import new_parser
 from train.studies.calibrate import RELIABILITY_PLOT, plot_calibration_check
 from train.studies.finetune_eval import MODEL_FILE as RUN_MODEL_FILE
-from train.studies.finetune_eval import RESULTS_FILE, SCORES_FILE
+from train.studies.finetune_eval import RESULTS_FILE, SCORES_FILE, STRATA_FILE
 from train.studies.refit_final import CALIBRATED_HALF, card_numbers, check_sets
 
 #: The variant finetune.keras holds, and the one the fold study selected.
 SHIPPED_VARIANT = "averaged weights, BatchNorm as trained"
 #: Where the model directory keeps the run's scores.json (the card's numbers recompute from it).
 SCORES_IN_MODEL = "training_runs/finetune/scores.json"
+STRATA_IN_MODEL = "training_runs/finetune/strata.json"
 
 
 def parser():
@@ -70,16 +71,24 @@ def fold_row(results: dict, variant: str = SHIPPED_VARIANT) -> dict:
             "command": results["command"]}
 
 
-def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, dict], seed: int = 0) -> dict:
+def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, dict], seed: int = 0,
+                 strata: dict | None = None) -> dict:
     """The fine-tuned model's card entries (all but the weights' hash) from the start card, the run's files and
-    the fold runs' results ({path as given, relative to the repository for committed ones: results.json})."""
+    the fold runs' results ({path as given, relative to the repository for committed ones: results.json}); the
+    run's strata.json, where it has one, adds a limitation (train.studies.finetune_strata.central_summary)."""
+    from train.studies.finetune_strata import central_summary
+
     if run["held_out"] != "none":
         raise DataError(f"The run held out {run['held_out']!r}: only a run on every source (--held-out none) "
                         "is a model to ship.")
     numbers = card_numbers(split_scores(payload), seed=seed, threshold_rule=CALIBRATED_HALF)
     settings = run["settings"]
     kept = carried_over(start, "backbone")
-    return {**kept, **numbers, **described(start, run),
+    prose = described(start, run)
+    summary = central_summary(strata) if strata else None
+    if summary:
+        prose["limitations"].insert(-1, summary)
+    return {**kept, **numbers, **prose,
             "threshold_method": "0.5 on the calibrated scale: Platt scaling fitted on the validation split with "
                                 "tumour and no-tumour scans weighted equally (the probability assumes even odds "
                                 "before the scan is seen)",
@@ -88,7 +97,7 @@ def card_entries(start: ModelCard, run: dict, payload: dict, folds: dict[str, di
             "training_runs": f"{SCORES_IN_MODEL} (every validation and test scan's probability of each variant of "
                              "the fine-tuning run; the card's numbers recompute from it)",
             "fine_tuning": {"start_model": run["start_model"], "variant": SHIPPED_VARIANT,
-                            "scores_file": SCORES_IN_MODEL,
+                            "scores_file": SCORES_IN_MODEL, **({"strata_file": STRATA_IN_MODEL} if summary else {}),
                             "stages_trained": [f"conv{n}" for n in range(int(settings["trainable_from"][-1]), 6)]
                             + ["head"],
                             "images_seen": run["images_seen"], "settings": settings},
@@ -162,6 +171,9 @@ def write_model(run_dir: Path, out: Path, entries: dict, payload: dict) -> Path:
         digest = sha256_of(temporary)
     with atomic_path(out / SCORES_IN_MODEL) as temporary:
         shutil.copyfile(run_dir / SCORES_FILE, temporary)
+    if "strata_file" in entries["fine_tuning"]:
+        with atomic_path(out / STRATA_IN_MODEL) as temporary:
+            shutil.copyfile(run_dir / STRATA_FILE, temporary)
     checks = check_sets(split_scores(payload))
     plot_calibration_check(out / RELIABILITY_PLOT, Calibration.from_dict(entries["calibration"]), checks)
     write_card(out, ModelCard.from_dict({**entries, "weights_file": MODEL_FILE, "weights_sha256": digest}))
@@ -178,7 +190,8 @@ def main(argv=None) -> int:
         start = read_card(args.model or default_model_dir())
         run, payload = (json.loads((args.run / name).read_text()) for name in (RESULTS_FILE, SCORES_FILE))
         folds = {str(path): json.loads(path.read_text()) for path in args.fold}
-        entries = card_entries(start, run, payload, folds, args.seed)
+        strata = json.loads((args.run / STRATA_FILE).read_text()) if (args.run / STRATA_FILE).is_file() else None
+        entries = card_entries(start, run, payload, folds, args.seed, strata)
         write_model(args.run, args.out, entries, payload)
     except (DataError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ from train import metrics
 
 SCORES_FILE = "scores.json"
 RESULTS_FILE = "results.json"
+STRATA_FILE = "strata.json"  # written by train.studies.finetune_strata
 MODEL_FILE = "finetuned.keras"
 
 

@@ -30,8 +30,8 @@ from train.data.discover import MANIFEST, DataError, read_slice_facts
 from train.options import new_parser
 from train.studies.finetune_card import SHIPPED_VARIANT
 from train.studies.finetune_compare import read_scores, write_result
+from train.studies.finetune_eval import STRATA_FILE
 
-STRATA_FILE = "strata.json"
 CENTRAL_BAND = (0.25, 0.75)
 FIFTHS = 5
 
@@ -144,6 +144,27 @@ def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, 
         position, area = (np.array(column) for column in zip(*(facts[located[i][2]] for i in chosen)))
         result[folder] = strata(labels[chosen], probs[chosen], position, area, band)
     return result
+
+
+def central_summary(result: dict) -> str | None:
+    """One sentence for a model card: each folder's AUC on the central slices of its series, and the folders where
+    that AUC is no better than chance (its 95% interval holds 0.5); None for a result without folders."""
+    folders = result["folders"]
+    if not folders:
+        return None
+    band = result["band"]
+    aucs = ", ".join(f"{folder} {table['central']['auc']:.3f}" for folder, table in folders.items()
+                     if table["central"]["auc"] is not None)
+    alone = sorted(table["position_alone"]["auc"] for table in folders.values()
+                   if table["position_alone"]["auc"] is not None)
+    chance = [folder for folder, table in folders.items() if table["central"]["auc_ci95"]
+              and table["central"]["auc_ci95"][0] <= 0.5 <= table["central"]["auc_ci95"][1]]
+    text = (f"On the central slices of each series of its test patients (positions {band[0]:.2f}-{band[1]:.2f}; the "
+            f"ends of a series are nearly all normal: over all its slices a slice's position alone scores AUC "
+            f"{alone[0]:.3f}-{alone[-1]:.3f}), test AUC {aucs}")
+    if chance:
+        text += f": no better than chance (the 95% interval holds 0.5) on {', '.join(chance)}"
+    return text + " (brain-mri finetune-strata)."
 
 
 def stratify_run(run_dir: Path, data_root: Path, variant: str | None = None,

@@ -133,3 +133,23 @@ def test_a_fold_run_or_a_missing_file_writes_nothing(run_dirs, tmp_path, capsys)
     assert finetune_card.main(["--run", str(tmp_path / "absent"), *args]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_run_with_strata_gives_its_card_the_central_aucs_as_a_limitation(run_dirs, tmp_path):
+    import shutil
+
+    from train.studies import finetune_strata
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dirs["run"], run)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    table = finetune_strata.strata(labels, np.array([0.1, 0.6, 0.2, 0.5, 0.7, 0.4]),
+                                   np.array([0.0, 0.5, 1.0, 0.4, 0.5, 0.6]), np.array([0, 0, 0, 500, 900, 1500]))
+    strata = {"run": "run", "variant": SHIPPED_VARIANT, "band": [0.25, 0.75], "folders": {"lgg-t1pre": table}}
+    (run / "strata.json").write_text(json.dumps(strata))
+    out = tmp_path / "model"
+    assert finetune_card.main(["--run", str(run), "--out", str(out), "--model", str(run_dirs["start"])]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert (out / card["fine_tuning"]["strata_file"]).read_bytes() == (run / "strata.json").read_bytes()
+    assert finetune_strata.central_summary(strata) in card["limitations"]
+    assert "test AUC lgg-t1pre 0.333" in finetune_strata.central_summary(strata)

@@ -94,3 +94,16 @@ def test_a_run_without_scores_or_slice_facts_is_refused(tmp_path, capsys):
         "variants": {SHIPPED_VARIANT: {"test": [0.9, 0.1]}}}))
     assert finetune_strata.main(["--run", str(tmp_path), "--data-root", str(tmp_path)]) == 2
     assert "no test folder of the run has a manifest.csv" in capsys.readouterr().err
+
+
+def test_the_central_summary_names_each_folder_and_those_at_chance():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    positions = np.array([0.3, 0.4, 0.5, 0.6, 0.35, 0.45, 0.55, 0.65])
+    seen = finetune_strata.strata(labels, np.array([0.1, 0.2, 0.1, 0.2, 0.8, 0.9, 0.8, 0.9]), positions,
+                                  np.array([0, 0, 0, 0, 100, 200, 300, 400]))
+    blind = finetune_strata.strata(labels, np.array([0.5, 0.2, 0.8, 0.4, 0.6, 0.3, 0.7, 0.4]), positions,
+                                   np.array([0, 0, 0, 0, 100, 200, 300, 400]))
+    text = finetune_strata.central_summary({"band": [0.25, 0.75], "folders": {"lgg": seen, "lgg-t1pre": blind}})
+    assert "test AUC lgg 1.000, lgg-t1pre 0.531" in text
+    assert text.endswith("no better than chance (the 95% interval holds 0.5) on lgg-t1pre (brain-mri finetune-strata).")
+    assert finetune_strata.central_summary({"band": [0.25, 0.75], "folders": {}}) is None
