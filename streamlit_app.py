@@ -99,6 +99,8 @@ def model_ui(classifier) -> None:
                 st.caption(support.RESULTS_NOTE)
             else:
                 st.caption(f"**Tested on:** {summary['metrics']}")
+            if summary["limitations"]:
+                st.caption(f"**What it cannot claim** (from its card):\n{summary['limitations']}")
             st.caption(f"**Weights SHA-256:** `{summary['weights_sha256']}`")
 
 

@@ -149,6 +149,7 @@ def card_summary(card: ModelCard) -> dict[str, str]:
         "metrics": external or describe(card.metrics or "not stated in the model card"),
         "threshold": _threshold(card),
         "unseen_sources": unseen_sources(card),
+        "limitations": "\n".join(f"- {describe(item)}" for item in card.limitations),
         "weights_sha256": card.weights_sha256 or "unknown",
     }
 

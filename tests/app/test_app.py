@@ -74,6 +74,7 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert classifier.card.weights_sha256 in text
     assert "threshold **0.500**" in text and "AUC on" not in text  # the fixture's card names no unseen source
     assert at.expander[0].label == "What it was trained and tested on"  # the details, one click away
+    assert "What it cannot claim" not in text  # the fixture's card lists no limitation
     assert "bright yellow marks the regions with the strongest evidence for **tumour**" in text  # what the colours mean
     assert [r.label for r in at.radio] == ["Method", "Explain evidence for"]
     from core.explain import method_labels
@@ -83,6 +84,21 @@ def test_model_card_and_disclaimer_always_visible(model_env):
     assert at.radio[0].value == "HiResCAM"  # the default method (core.explain.DEFAULT_METHOD) is shown first
     assert at.selectbox[0].label == "Compare with" and at.selectbox[0].value == "(none)"
     assert at.slider[0].value == pytest.approx(0.4)
+
+
+def test_the_model_panel_lists_the_cards_limitations(tiny_model_dir, monkeypatch, tmp_path):
+    import shutil
+
+    from core.model.card import update_card
+
+    directory = shutil.copytree(tiny_model_dir, tmp_path / "with-limitations")
+    update_card(directory, limitations=["Research demo only.", "At chance on central T1 slices of LGG."])
+    monkeypatch.setenv("BRAIN_MRI_MODEL_DIR", str(directory))
+    at = _app()
+    _assert_clean(at)
+    text = _page_text(at)
+    assert "What it cannot claim" in text
+    assert "- Research demo only.\n- At chance on central T1 slices of LGG." in text
 
 
 def test_the_model_panel_shows_the_cards_results_as_a_table(tiny_model_dir, monkeypatch, tmp_path):

@@ -54,6 +54,13 @@ def test_summary_shows_training_counts_and_initialisation():
                                     f"({card['threshold']:.3f} on the raw network output)")
 
 
+def test_the_summary_lists_every_limitation_of_the_card():
+    card = shipped_card()
+    summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
+    assert summary["limitations"].splitlines() == [f"- {item}" for item in card["limitations"]]
+    assert app_support.card_summary(ModelCard.from_dict({"name": "m"}, require_hash=False))["limitations"] == ""
+
+
 def test_one_line_gives_the_auc_on_each_source_the_model_never_saw():
     card = shipped_card()
     line = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))["unseen_sources"]
@@ -113,7 +120,8 @@ def test_single_class_external_set_says_auc_is_undefined():
 ])
 def test_odd_but_valid_cards_are_shown_as_given_without_raising(card):
     summary = app_support.card_summary(ModelCard.from_dict(card, require_hash=False))
-    assert set(summary) == {"name", "data", "metrics", "threshold", "unseen_sources", "weights_sha256"}
+    assert set(summary) == {"name", "data", "metrics", "threshold", "unseen_sources", "limitations",
+                            "weights_sha256"}
     assert all(isinstance(value, str) for value in summary.values())
 
 
