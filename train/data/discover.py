@@ -89,8 +89,8 @@ def read_slice_facts(folder: str | os.PathLike) -> dict[str, tuple[float, int]] 
         return None
     last: dict[str, int] = {}
     for row in rows:
-        last[row["patient"]] = max(last.get(row["patient"], 1), int(row["slice"]))
-    return {Path(row["file"]).as_posix(): ((int(row["slice"]) - 1) / max(last[row["patient"]] - 1, 1),
+        last[row["patient"].strip()] = max(last.get(row["patient"].strip(), 1), int(row["slice"]))
+    return {Path(row["file"]).as_posix(): ((int(row["slice"]) - 1) / max(last[row["patient"].strip()] - 1, 1),
                                           int(row["mask_area_px"] or 0)) for row in rows}
 
 

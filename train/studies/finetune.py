@@ -151,8 +151,8 @@ def outlined_enough(pool, indices: np.ndarray, rules: dict[str, int]) -> np.ndar
         if where not in facts:
             facts[where] = read_slice_facts(where)
         if facts[where] is None:
-            raise DataError(f"--min-outline {folder}: {where / MANIFEST} gives no slice and mask_area_px columns; "
-                            f"name a folder with outlines (lgg, lgg-t1pre, lgg-t1post).")
+            raise DataError(f"--min-outline {folder}: {where} has no {MANIFEST} with patient, slice and mask_area_px "
+                            f"columns; name a folder with outlines (lgg, lgg-t1pre, lgg-t1post).")
         key = "/".join(path.parts[-2:])
         if key not in facts[where]:
             raise DataError(f"--min-outline {folder}: {where / MANIFEST} does not list {key}.")
@@ -183,9 +183,10 @@ class SplitSettings:
 
 
 def make_split(pool, held_out: str, settings: SplitSettings) -> dict[str, np.ndarray]:
-    """{'train', 'val', 'test', 'bn'}: pool indices. Test = the held-out source's kept slices (copies of the
-    training sources removed), capped per (folder, class); for none, train.studies.refit_final.three_way_split's
-    test split (whole groups). Validation is capped per (source, class); bn is a balanced training sample.
+    """{'train', 'val', 'test', 'bn', 'small_outlines'}: pool indices. Test = the held-out source's kept slices
+    (copies of the training sources removed), capped per (folder, class); for none,
+    train.studies.refit_final.three_way_split's test split (whole groups). Validation is capped per (source,
+    class); bn is a balanced training sample.
     small_outlines: the tumour slices --min-outline took out of train (validation and test keep theirs)."""
     from train.studies.refit_final import three_way_split
 
@@ -309,7 +310,7 @@ def run(args, log=print) -> dict | None:
     try:  # a diagnostic: the results above stand without it
         if stratify_run(args.out, args.data_root) is not None:
             log(f"The test slices by position in the series and lesion size: {args.out / 'strata.md'}.")
-    except DataError as error:
+    except (DataError, ValueError, KeyError, OSError) as error:
         log(f"No strata for this run ({error}); brain-mri finetune-strata --run {args.out} --data-root DIR.")
     return results
 

@@ -191,6 +191,10 @@ def main(argv=None) -> int:
         run, payload = (json.loads((args.run / name).read_text()) for name in (RESULTS_FILE, SCORES_FILE))
         folds = {str(path): json.loads(path.read_text()) for path in args.fold}
         strata = json.loads((args.run / STRATA_FILE).read_text()) if (args.run / STRATA_FILE).is_file() else None
+        if strata and strata.get("variant") != SHIPPED_VARIANT:
+            raise DataError(f"{args.run / STRATA_FILE} stratifies {strata.get('variant')!r}, not the weights the "
+                            f"model ships ({SHIPPED_VARIANT!r}): run brain-mri finetune-strata --run {args.run} "
+                            "without --variant, or remove the file.")
         entries = card_entries(start, run, payload, folds, args.seed, strata)
         write_model(args.run, args.out, entries, payload)
     except (DataError, ValueError, KeyError) as error:

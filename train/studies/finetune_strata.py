@@ -119,11 +119,10 @@ def to_markdown(result: dict) -> str:
 
 def _located(path: str, data_root: Path) -> tuple[str, Path, str]:
     """(data folder name, the folder holding its manifest.csv, the file as the manifest names it) of a scan path
-    from scores.json: relative to the data root, or absolute for a source given by its own path."""
-    folder = folds.folder_of(f"x/{path}")
-    if Path(path).is_absolute():
-        return folder, Path(path).parents[1], "/".join(Path(path).parts[-2:])
-    return folder, data_root / folder, path[len(folder) + 1:]
+    from scores.json: relative to the data root, or absolute for a source given by its own path. A scan sits in a
+    class folder inside its data folder, so the manifest names it by its last two parts ('yes/x.png')."""
+    full = Path(path) if Path(path).is_absolute() else data_root / path
+    return folds.folder_of(full), full.parents[1], "/".join(full.parts[-2:])
 
 
 def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, float]) -> dict:
@@ -159,9 +158,10 @@ def central_summary(result: dict) -> str | None:
                    if table["position_alone"]["auc"] is not None)
     chance = [folder for folder, table in folders.items() if table["central"]["auc_ci95"]
               and table["central"]["auc_ci95"][0] <= 0.5 <= table["central"]["auc_ci95"][1]]
+    scale = (f": over all its slices a slice's position alone scores AUC {alone[0]:.3f}-{alone[-1]:.3f}"
+             if alone else "")
     text = (f"On the central slices of each series of its test patients (positions {band[0]:.2f}-{band[1]:.2f}; the "
-            f"ends of a series are nearly all normal: over all its slices a slice's position alone scores AUC "
-            f"{alone[0]:.3f}-{alone[-1]:.3f}), test AUC {aucs}")
+            f"ends of a series are nearly all normal{scale}), test AUC {aucs}")
     if chance:
         text += f": no better than chance (the 95% interval holds 0.5) on {', '.join(chance)}"
     return text + " (brain-mri finetune-strata)."

@@ -134,5 +134,8 @@ def test_slice_facts_place_each_lgg_slice_in_its_series_with_its_outline(shared_
     facts = read_slice_facts(shared_data / "lgg")
     positions = np.array([position for position, _ in facts.values()])
     assert positions.min() == 0.0 and positions.max() == 1.0
+    series = sorted(int(name.rsplit("_", 1)[1].split(".")[0]) for name in facts if "TCGA_CS_4941_19960909_" in name)
+    assert series == list(range(1, len(series) + 1))  # one patient's whole series, numbered from 1
+    assert facts["no/TCGA_CS_4941_19960909_2.png"][0] == pytest.approx(1 / (len(series) - 1))
     assert all((area > 0) == name.startswith("yes/") for name, (_, area) in facts.items())
     assert read_slice_facts(shared_data / "br35h") is None  # no manifest: no facts

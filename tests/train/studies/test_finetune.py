@@ -225,7 +225,7 @@ def test_min_outline_leaves_small_outlines_out_of_training_only(sources, crop_ca
     assert len(plain["small_outlines"]) == 0
 
 
-@pytest.mark.parametrize("rule, message", [("br35h", "gives no slice and mask_area_px columns"),
+@pytest.mark.parametrize("rule, message", [("br35h", "with patient, slice and mask_area_px"),
                                            ("lgg-t1post", "which no training slice is in")])
 def test_min_outline_refuses_a_folder_without_outlines_or_training_slices(sources, crop_cache, rule, message):
     pool = _pool(sources, crop_cache)
