@@ -135,7 +135,7 @@ def test_a_fold_run_or_a_missing_file_writes_nothing(run_dirs, tmp_path, capsys)
     assert not out.exists()
 
 
-def test_a_run_with_strata_gives_its_card_the_central_aucs_as_a_limitation(run_dirs, tmp_path):
+def test_a_run_with_strata_gives_its_card_the_central_aucs_as_a_limitation(run_dirs, tmp_path, capsys):
     import shutil
 
     from train.studies import finetune_strata
@@ -153,3 +153,7 @@ def test_a_run_with_strata_gives_its_card_the_central_aucs_as_a_limitation(run_d
     assert (out / card["fine_tuning"]["strata_file"]).read_bytes() == (run / "strata.json").read_bytes()
     assert finetune_strata.central_summary(strata) in card["limitations"]
     assert "test AUC lgg-t1pre 0.333" in finetune_strata.central_summary(strata)
+    (run / "strata.json").write_text(json.dumps({**strata, "variant": "raw weights, BatchNorm as trained"}))
+    assert finetune_card.main(["--run", str(run), "--out", str(tmp_path / "other"), "--model",
+                               str(run_dirs["start"])]) == 2
+    assert "not the weights the model ships" in capsys.readouterr().err and not (tmp_path / "other").exists()
