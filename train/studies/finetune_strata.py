@@ -58,8 +58,7 @@ def strata(labels: np.ndarray, probs: np.ndarray, positions: np.ndarray, areas: 
 
     labels: int (n,) in {0, 1}; probs: float (n,) in [0, 1]; positions: float (n,) in [0, 1]; areas: int (n,),
     outlined pixels (0 on normal slices). Returns {"all", "central", "by_area": [3 blocks], "by_fifth": [5 rows],
-    "position_alone"},
-    AUC blocks as {"n", "tumour", "auc", "auc_ci95"} (auc None where a stratum lacks a class).
+    "position_alone"}, AUC blocks as {"n", "tumour", "auc", "auc_ci95"} (auc None where a stratum lacks a class).
     """
     central = (positions >= band[0]) & (positions <= band[1])
     normal = labels == 0
