@@ -109,9 +109,14 @@ def evaluate_variants(tuner, pool, split: dict, held_out: str, data_root: Path, 
     return results, payload
 
 
-def recompute(run_dir: Path, seed: int = 0) -> dict:
-    """The variants' rows recomputed from scores.json (what results.json must hold)."""
+def recompute(run_dir: Path, seed: int | None = None) -> dict:
+    """The variants' rows recomputed from scores.json (what results.json must hold). seed: the bootstrap's
+    (default: the run's own --seed, from its results.json, as the run used; 0 without one)."""
     from train.data.folds import folder_of
+
+    if seed is None:
+        results = Path(run_dir) / RESULTS_FILE
+        seed = json.loads(results.read_text())["settings"].get("seed", 0) if results.is_file() else 0
 
     payload = json.loads((Path(run_dir) / SCORES_FILE).read_text())
     labels = {part: np.asarray(payload["labels"][part], int) for part in ("val", "test")}
