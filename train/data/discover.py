@@ -94,6 +94,22 @@ def read_slice_facts(folder: str | os.PathLike) -> dict[str, tuple[float, int]] 
                                           int(row["mask_area_px"] or 0)) for row in rows}
 
 
+def slice_facts_of(paths) -> list[tuple[float, int] | None]:
+    """(position, outlined area) of each scan path, from its data folder's manifest (read_slice_facts; a scan sits in
+    a class folder inside its data folder, which the manifest names it by: 'yes/x.png'); None for a scan whose folder
+    has no slice facts. Each manifest is read once. DataError where a manifest with slice facts lacks a scan."""
+    read: dict[Path, dict | None] = {}
+    found = []
+    for path in map(Path, paths):
+        folder, key = path.parents[1], "/".join(path.parts[-2:])
+        if folder not in read:
+            read[folder] = read_slice_facts(folder)
+        if read[folder] is not None and key not in read[folder]:
+            raise DataError(f"{folder / MANIFEST} does not list {key}.")
+        found.append(None if read[folder] is None else read[folder][key])
+    return found
+
+
 def discover(folder: str | os.PathLike, negative_classes: tuple[str, ...] = NEGATIVE_CLASSES) -> list[Sample]:
     """All scans under `folder`, labelled by their class folder (sorted by path).
 

@@ -138,25 +138,18 @@ def outline_rule(text: str) -> tuple[str, int]:
 def outlined_enough(pool, indices: np.ndarray, rules: dict[str, int]) -> np.ndarray:
     """bool (len(indices),): False for each tumour slice of a folder in `rules` whose outline (mask_area_px in the
     folder's manifest.csv) covers fewer pixels than the rule's; True for everything else."""
-    from train.data.discover import MANIFEST, read_slice_facts
+    from train.data.discover import MANIFEST, slice_facts_of
 
-    facts: dict[Path, dict] = {}
+    paths = [Path(pool.samples[index].path) for index in indices]
+    ruled = [k for k, (path, index) in enumerate(zip(paths, indices))
+             if pool.labels[index] == 1 and folder_of(str(path)) in rules]
     keep = np.ones(len(indices), bool)
-    for k, index in enumerate(indices):
-        path = Path(pool.samples[index].path)
-        folder = folder_of(str(path))
-        if folder not in rules or pool.labels[index] != 1:
-            continue
-        where = path.parents[1]
-        if where not in facts:
-            facts[where] = read_slice_facts(where)
-        if facts[where] is None:
-            raise DataError(f"--min-outline {folder}: {where} has no {MANIFEST} with patient, slice and mask_area_px "
-                            f"columns; name a folder with outlines (lgg, lgg-t1pre, lgg-t1post).")
-        key = "/".join(path.parts[-2:])
-        if key not in facts[where]:
-            raise DataError(f"--min-outline {folder}: {where / MANIFEST} does not list {key}.")
-        keep[k] = facts[where][key][1] >= rules[folder]
+    for k, facts in zip(ruled, slice_facts_of([paths[k] for k in ruled])):
+        folder = folder_of(str(paths[k]))
+        if facts is None:
+            raise DataError(f"--min-outline {folder}: {paths[k].parents[1]} has no {MANIFEST} with patient, slice "
+                            f"and mask_area_px columns; name a folder with outlines (lgg, lgg-t1pre, lgg-t1post).")
+        keep[k] = facts[1] >= rules[folder]
     return keep
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from train import metrics
 from train.data import folds
-from train.data.discover import MANIFEST, DataError, read_slice_facts
+from train.data.discover import DataError, slice_facts_of
 from train.options import new_parser
 from train.studies.finetune_card import SHIPPED_VARIANT
 from train.studies.finetune_compare import read_scores, write_result
@@ -116,30 +116,18 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _located(path: str, data_root: Path) -> tuple[str, Path, str]:
-    """(data folder name, the folder holding its manifest.csv, the file as the manifest names it) of a scan path
-    from scores.json: relative to the data root, or absolute for a source given by its own path. A scan sits in a
-    class folder inside its data folder, so the manifest names it by its last two parts ('yes/x.png')."""
-    full = Path(path) if Path(path).is_absolute() else data_root / path
-    return folds.folder_of(full), full.parents[1], "/".join(full.parts[-2:])
-
-
 def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, float]) -> dict:
-    """{folder: strata(...)} over the test folders of a scores.json payload that have slice facts."""
+    """{folder: strata(...)} over the test folders of a scores.json payload that have slice facts (scan paths are
+    relative to the data root, or absolute for a source given by its own path)."""
     labels = np.asarray(payload["labels"]["test"], int)
     probs = np.asarray(payload["variants"][variant]["test"], float)
-    located = [_located(path, data_root) for path in payload["scans"]["test"]]
+    paths = [Path(path) if Path(path).is_absolute() else data_root / path for path in payload["scans"]["test"]]
+    facts = slice_facts_of(paths)
+    folders = [folds.folder_of(path) for path in paths]
     result = {}
-    for folder, where in sorted({(name, where) for name, where, _ in located}):
-        facts = read_slice_facts(where)
-        if facts is None:
-            continue
-        chosen = [i for i, (name, place, _) in enumerate(located) if (name, place) == (folder, where)]
-        missing = [located[i][2] for i in chosen if located[i][2] not in facts]
-        if missing:
-            raise DataError(f"{where / MANIFEST} does not list {len(missing)} of the run's test slices (first: "
-                            f"{missing[0]}); give the --data-root the run used.")
-        position, area = (np.array(column) for column in zip(*(facts[located[i][2]] for i in chosen)))
+    for folder in sorted({name for name, fact in zip(folders, facts) if fact is not None}):
+        chosen = [i for i, (name, fact) in enumerate(zip(folders, facts)) if name == folder and fact is not None]
+        position, area = (np.array(column) for column in zip(*(facts[i] for i in chosen)))
         result[folder] = strata(labels[chosen], probs[chosen], position, area, band)
     return result
 
