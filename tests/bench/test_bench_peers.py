@@ -300,3 +300,15 @@ def test_the_type_table_scores_typed_tumour_scans_only():
     untyped = bench.type_row("lgg", fair, bench.Scorer("ours", "p", score=lambda *a: None))
     assert untyped["status"] == "no type output" and untyped["recall_glioma"] is None
     assert "| lgg-t1pre | peer | 3 | top tumour class | 0.667 | n/a | n/a |" in bench.type_markdown([row])
+
+
+def test_the_peers_page_quotes_its_committed_measurement():
+    """docs/peers.md prints its tables from docs/peers/lgg-three-sequences.json (the command's --json output),
+    and that measurement kept the shipped model's held-out LGG test patients on every sequence."""
+    outcome = json.loads((REPO / "docs" / "peers" / "lgg-three-sequences.json").read_text())
+    page = (REPO / "docs" / "peers.md").read_text()
+    assert bench.markdown(outcome["rows"]) in page
+    assert bench.type_markdown(outcome["type_rows"]) in page
+    assert {s["folder"].rsplit("/", 1)[1] for s in outcome["sets"]} == {"lgg", "lgg-t1pre", "lgg-t1post"}
+    assert all(s["only_the_models_held_out_test"] for s in outcome["sets"])
+    assert all(row["status"] == "ok" and row["auc"] is not None for row in outcome["rows"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def test_card_links_to_the_side_by_side_comparison():
     assert anchor in [github_anchor(h) for h in headings], f"{document} has no heading for #{anchor}"
     script = comparison["command"].split()[1]
     assert (DEFAULT_MODEL_DIR.parents[1] / script).is_file()
-    assert comparison["command"] in text  # the README gives the same command
+    assert comparison["command"] in re.sub(r"\\\n\s*", "", text)  # the page gives the same command
+    results = json.loads((DEFAULT_MODEL_DIR.parents[1] / comparison["results"]).read_text())
+    sha = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["weights_sha256"]
+    ours = [row for row in results["rows"] if row["model"].startswith("this project")]
+    assert ours and all(row["model"].endswith(f"@{sha[:12]})") for row in ours)  # measured with these weights
 
 
 def test_loads_by_default_and_predicts_real_scans(shipped, shared_data):
