@@ -55,7 +55,8 @@ def github_anchor(heading: str) -> str:
 
 
 def test_card_links_to_the_side_by_side_comparison():
-    comparison = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["comparison"]
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+    comparison = card["comparison"]
     document, anchor = comparison["document"].split("#")
     text = (DEFAULT_MODEL_DIR.parents[1] / document).read_text()
     headings = [line.lstrip("#") for line in text.splitlines() if line.startswith("#")]
@@ -64,9 +65,9 @@ def test_card_links_to_the_side_by_side_comparison():
     assert (DEFAULT_MODEL_DIR.parents[1] / script).is_file()
     assert comparison["command"] in re.sub(r"\\\n\s*", "", text)  # the page gives the same command
     results = json.loads((DEFAULT_MODEL_DIR.parents[1] / comparison["results"]).read_text())
-    sha = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text())["weights_sha256"]
     ours = [row for row in results["rows"] if row["model"].startswith("this project")]
-    assert ours and all(row["model"].endswith(f"@{sha[:12]})") for row in ours)  # measured with these weights
+    weights = f"@{card['weights_sha256'][:12]})"
+    assert ours and all(row["model"].endswith(weights) for row in ours)  # measured with these weights
 
 
 def test_loads_by_default_and_predicts_real_scans(shipped, shared_data):

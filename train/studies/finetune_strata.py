@@ -122,7 +122,10 @@ def run_strata(payload: dict, variant: str, data_root: Path, band: tuple[float, 
     labels = np.asarray(payload["labels"]["test"], int)
     probs = np.asarray(payload["variants"][variant]["test"], float)
     paths = [Path(path) if Path(path).is_absolute() else data_root / path for path in payload["scans"]["test"]]
-    facts = slice_facts_of(paths)
+    try:
+        facts = slice_facts_of(paths)
+    except DataError as error:
+        raise DataError(f"{error} Give the --data-root the run used.") from error
     folders = [folds.folder_of(path) for path in paths]
     result = {}
     for folder in sorted({name for name, fact in zip(folders, facts) if fact is not None}):
